@@ -1,0 +1,55 @@
+/* pyblasnn GEMM engine: the contract between the Cython wrappers and the C kernels.
+ *
+ * Operands use general element strides, so transposed, Fortran-ordered, sliced and
+ * negatively strided views are read in place (transposition is handled when packing):
+ *   A is m x k, element (i, p) at A[row(i) * rsa + p * csa], row(i) = a_rows ? a_rows[i] : i
+ *   B is k x n, element (p, j) at B[p * rsb + j * csb]
+ *   C is m x n, element (i, j) at C[i * rsc + j * csc]
+ *
+ *   C := (accumulate ? C : 0) + A @ B;  then C[i, j] += bias[j] if bias;  then C := max(C, 0) if relu
+ *
+ * a_rows gathers rows of A (a shuffled minibatch) without copying them.
+ * C must not overlap A or B. m, n or k may be 0 (k == 0 gives C := accumulate ? C : 0, + epilogue).
+ * Determinism: the order in which products are summed into any C element depends only on
+ * (m, n, k) and the selected code path, never on n_threads, so 1 and N threads agree bitwise.
+ */
+#ifndef PBN_GEMM_H
+#define PBN_GEMM_H
+#include <stddef.h>
+
+typedef ptrdiff_t pbn_int;
+
+void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
+                  const float *A, pbn_int rsa, pbn_int csa, const pbn_int *a_rows,
+                  const float *B, pbn_int rsb, pbn_int csb,
+                  float *C, pbn_int rsc, pbn_int csc,
+                  int accumulate, const float *bias, int relu, int n_threads);
+
+void pbn_gemm_f64(pbn_int m, pbn_int n, pbn_int k,
+                  const double *A, pbn_int rsa, pbn_int csa, const pbn_int *a_rows,
+                  const double *B, pbn_int rsb, pbn_int csb,
+                  double *C, pbn_int rsc, pbn_int csc,
+                  int accumulate, const double *bias, int relu, int n_threads);
+
+/* batch independent products C_b := A_b @ B_b, b = 0..batch-1, where A_b = A + a_off[b],
+ * B_b = B + b_off[b], C_b = C + c_off[b] (element offsets; A_b / B_b may repeat for
+ * broadcast batch dimensions, the C_b must be disjoint). Parallel over the batch. */
+void pbn_gemm_batched_f32(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
+                          const float *A, const pbn_int *a_off, pbn_int rsa, pbn_int csa,
+                          const float *B, const pbn_int *b_off, pbn_int rsb, pbn_int csb,
+                          float *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc,
+                          int n_threads);
+
+void pbn_gemm_batched_f64(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
+                          const double *A, const pbn_int *a_off, pbn_int rsa, pbn_int csa,
+                          const double *B, const pbn_int *b_off, pbn_int rsb, pbn_int csb,
+                          double *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc,
+                          int n_threads);
+
+/* Name of the micro-kernel path chosen at run time, e.g. "avx2+fma 6x16" or "portable". */
+const char *pbn_gemm_kernel_name(void);
+
+/* 1 to force the portable path (tests compare it with the SIMD path), 0 for automatic. */
+void pbn_gemm_force_portable(int force);
+
+#endif
