@@ -133,8 +133,9 @@ def relu_backward(dy, x, out=None, n_threads=None):
 def _binary(op, code, x, y, out, n_threads):
     x_arr = V.as_array(op, "x", x)
     y_arr = V.as_array(op, "y", y)
-    dtype = V.result_dtype(op, x_arr if isinstance(x, np.ndarray) else x,
-                           y_arr if isinstance(y, np.ndarray) else y)
+    # Python scalars stay "weak" (NumPy's NEP 50 promotion); anything else as its array
+    dtype = V.result_dtype(op, x if type(x) in (int, float, bool) else x_arr,
+                           y if type(y) in (int, float, bool) else y_arr)
     x_arr = _operand(op, "x", x_arr, dtype)
     y_arr = _operand(op, "y", y_arr, dtype)
     shape = x_arr.shape if x_arr.shape == y_arr.shape else V.broadcast_shape(op, x_arr.shape, y_arr.shape)
