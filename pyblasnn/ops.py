@@ -44,19 +44,21 @@ def _unary_dtype(op, x):
     return arr, V.result_dtype(op, arr)
 
 
-def _output(op, out, shape, dtype, *inputs):
+def _output(op, out, shape, dtype, *inputs, elementwise=True):
     """(buffer the kernel writes, array returned to the caller).
 
     A fresh array when out is None; out itself when it is safe to write; a temporary that
     is copied into out afterwards when out overlaps an input in a way that would corrupt
-    the result.
+    the result. Writing over an input of the same layout is safe only for element-wise
+    kernels (each output element reads just its own input element); GEMM and gathers
+    read other elements after writing, so for them any overlap takes the temporary.
     """
     if out is None:
         buf = np.empty(shape, dtype)
         return buf, buf
     V.check_out(op, out, shape, dtype)
     for arr in inputs:
-        if np.may_share_memory(out, arr) and not V.same_layout(out, arr):
+        if np.may_share_memory(out, arr) and not (elementwise and V.same_layout(out, arr)):
             return np.empty(shape, dtype), out
     return out, out
 
@@ -291,7 +293,7 @@ def matmul(a, b, out=None, n_threads=None):
     a, b, dtype = _float_pair(op, a, b)
     shape = V.matmul_shapes(op, a.shape, b.shape)
     nt = V.n_threads(op, n_threads)
-    buf, res = _output(op, out, shape, dtype, a, b)
+    buf, res = _output(op, out, shape, dtype, a, b, elementwise=False)
     a2 = a if a.ndim >= 2 else a.reshape(1, -1)
     b2 = b if b.ndim >= 2 else b.reshape(-1, 1)
     batch = V.broadcast_shape(op, a2.shape[:-2], b2.shape[:-2])
@@ -348,7 +350,7 @@ def dot(x, y, out=None, n_threads=None):
                          f"supported; multiply instead")
     shape = V.dot_shapes(op, x.shape, y.shape)
     nt = V.n_threads(op, n_threads)
-    buf, res = _output(op, out, shape, dtype, x, y)
+    buf, res = _output(op, out, shape, dtype, x, y, elementwise=False)
     d = x.shape[-1]
     x2 = x.reshape(-1, d) if x.ndim != 2 else x
     if y.ndim <= 2:
@@ -427,7 +429,8 @@ def dense(x, kernel, bias=None, activation=None, out=None, rows=None, n_threads=
         rows = V.rows_index(op, "rows", rows, x.shape[0])
     n = x.shape[0] if rows is None else rows.shape[0]
     nt = V.n_threads(op, n_threads)
-    buf, res = _output(op, out, (n, units), dtype, x, kernel, *([bias] if bias is not None else []))
+    buf, res = _output(op, out, (n, units), dtype, x, kernel,
+                       *([bias] if bias is not None else []), elementwise=False)
     _la.gemm(x, kernel, buf, False, bias, activation == "relu", rows, nt)
     return _finish(buf, res)
 
@@ -444,7 +447,7 @@ def take_rows(x, indices, out=None, n_threads=None):
         x_arr = np.ascontiguousarray(x_arr)
     idx = V.rows_index(op, "indices", indices, x_arr.shape[0])
     nt = V.n_threads(op, n_threads)
-    buf, res = _output(op, out, (idx.shape[0], x_arr.shape[1]), dtype, x_arr)
+    buf, res = _output(op, out, (idx.shape[0], x_arr.shape[1]), dtype, x_arr, elementwise=False)
     if buf.size:
         _ew.take_rows(x_arr, idx, buf, nt)
     return _finish(buf, res)
