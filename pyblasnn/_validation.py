@@ -160,6 +160,8 @@ def dot_shapes(op, x_shape, y_shape):
 def rows_index(op, name, indices, n_rows):
     """Row indices as a contiguous intp array, each in [0, n_rows) (negatives wrap)."""
     idx = np.asarray(indices)
+    if idx.size == 0 and not isinstance(indices, np.ndarray):
+        idx = idx.astype(np.intp)  # [] is float64 to numpy, but x[[]] is a valid gather
     if idx.dtype.kind not in "iu":
         raise TypeError(f"{op}: {name} must be integers, got dtype {idx.dtype}")
     if idx.ndim != 1:
