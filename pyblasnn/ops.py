@@ -63,6 +63,14 @@ def _output(op, out, shape, dtype, *inputs, elementwise=True):
     return out, out
 
 
+def _prod(shape):
+    """Number of elements of shape, as a Python int (1 for ())."""
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
 def _finish(buf, out):
     if buf is not out:
         np.copyto(out, buf)
@@ -352,13 +360,14 @@ def dot(x, y, out=None, n_threads=None):
     nt = V.n_threads(op, n_threads)
     buf, res = _output(op, out, shape, dtype, x, y, elementwise=False)
     d = x.shape[-1]
-    x2 = x.reshape(-1, d) if x.ndim != 2 else x
+    # explicit row counts: reshape(-1, d) is ambiguous (an error) when d == 0
+    x2 = x.reshape(_prod(x.shape[:-1]), d) if x.ndim != 2 else x
     if y.ndim <= 2:
-        y2 = y if y.ndim == 2 else y.reshape(-1, 1)
+        y2 = y if y.ndim == 2 else y.reshape(d, 1)
         _la.gemm(x2, y2, buf.reshape(x2.shape[0], y2.shape[1]), False, None, False, None, nt)
     else:
         e = y.shape[-1]
-        y3 = y.reshape(-1, d, e)
+        y3 = y.reshape(_prod(y.shape[:-2]), d, e)
         c = buf.reshape(x2.shape[0], y3.shape[0], e).transpose(1, 0, 2)
         a_off = np.zeros(y3.shape[0], np.intp)
         b_off = np.arange(y3.shape[0], dtype=np.intp) * (y3.strides[0] // y3.itemsize)
@@ -383,10 +392,10 @@ def dot_backward(dz, x, y, n_threads=None):
     dz_arr = _contiguous_operand(op, "dz", dz_arr, dtype)
     nt = V.n_threads(op, n_threads)
     d = x.shape[-1]
-    x2 = x.reshape(-1, d) if x.ndim != 2 else x
+    x2 = x.reshape(_prod(x.shape[:-1]), d) if x.ndim != 2 else x
     p = x2.shape[0]
     if y.ndim <= 2:
-        y2 = y if y.ndim == 2 else y.reshape(-1, 1)
+        y2 = y if y.ndim == 2 else y.reshape(d, 1)
         dz2 = dz_arr.reshape(p, y2.shape[1])
         dx = np.empty((p, d), dtype)
         dy = np.empty(y2.shape, dtype)
@@ -394,7 +403,7 @@ def dot_backward(dz, x, y, n_threads=None):
         _la.gemm(x2.T, dz2, dy, False, None, False, None, nt)
         return dx.reshape(x.shape), dy.reshape(y.shape)
     e = y.shape[-1]
-    y3 = y.reshape(-1, d, e)
+    y3 = y.reshape(_prod(y.shape[:-2]), d, e)
     dz3 = dz_arr.reshape(p, y3.shape[0], e)
     dx = np.zeros((p, d), dtype)
     dy = np.empty(y3.shape, dtype)
