@@ -307,6 +307,8 @@ def matmul(a, b, out=None, n_threads=None):
     batch = V.broadcast_shape(op, a2.shape[:-2], b2.shape[:-2])
     c2 = buf.reshape(batch + (a2.shape[-2], b2.shape[-1]))
     _matmul_into(a2, b2, c2, nt)
+    if res.ndim == 0 and out is None:  # vector @ vector is a scalar, as in numpy.matmul
+        return res[()]
     return _finish(buf, res)
 
 
