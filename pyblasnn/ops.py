@@ -172,8 +172,9 @@ def add_backward(dz, x_shape, y_shape, n_threads=None):
     if dz_arr.shape != z_shape:
         raise ValueError(f"{op}: dz.shape {dz_arr.shape} != broadcast shape {z_shape} "
                          f"of x_shape {x_shape} and y_shape {y_shape}")
-    return (sum_to_shape(dz_arr, x_shape, n_threads=n_threads),
-            sum_to_shape(dz_arr, y_shape, n_threads=n_threads))
+    nt = V.n_threads(op, n_threads)
+    return (sum_to_shape(dz_arr, x_shape, n_threads=nt),
+            sum_to_shape(dz_arr, y_shape, n_threads=nt))
 
 
 def maximum(x, y, out=None, n_threads=None):
