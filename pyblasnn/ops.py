@@ -103,6 +103,10 @@ def _coalesce(shape, *stride_lists):
 # --------------------------------------------------------------------------------- relu
 def relu(x, out=None, n_threads=None):
     """y = max(x, 0) element-wise (NaN propagates, like numpy.maximum(x, 0)). Shape of x."""
+    if out is None and n_threads is None:
+        y = _ew.try_relu(x)
+        if y is not None:
+            return y
     x, dtype = _unary_dtype("relu", x)
     x = _contiguous_operand("relu", "x", x, dtype)
     nt = V.n_threads("relu", n_threads)
@@ -148,6 +152,10 @@ def _binary(op, code, x, y, out, n_threads):
 
 def add(x, y, out=None, n_threads=None):
     """z = x + y with NumPy broadcasting, e.g. (32, 10) + (10,) -> (32, 10)."""
+    if out is None and n_threads is None:
+        z = _ew.try_add(x, y)
+        if z is not None:
+            return z
     return _binary("add", _OP_ADD, x, y, out, n_threads)
 
 
