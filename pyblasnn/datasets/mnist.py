@@ -18,6 +18,7 @@ re-compressed ``.npz`` files differ byte-wise but hold the same arrays.
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import os
@@ -243,6 +244,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles ndarrays and nothing else: a downloaded pickle must not run code."""
 
     _ALLOWED = {
+        ("_codecs", "encode"): codecs.encode,  # how Python 3 pickles bytes at protocol 2
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.empty(0))[0],
