@@ -154,7 +154,7 @@ def _from_file(path: Path):
         data = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"unreadable: {exc}") from exc
-    return _from_npz_bytes(data), None
+    return _from_npz_bytes(data), data  # a verified .npz is cached byte for byte
 
 
 def _from_npz_bytes(data: bytes) -> dict:
