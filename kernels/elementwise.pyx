@@ -32,11 +32,23 @@ cdef inline int threads_for(Py_ssize_t n, int n_threads) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------------- relu
+cdef extern from "elementwise_spans.h" nogil:
+    void pbn_relu_span_f32(const float *x, float *y, Py_ssize_t n)
+    void pbn_relu_span_f64(const double *x, double *y, Py_ssize_t n)
+    void pbn_relu_backward_span_f32(const float *dy, const float *x, float *dx, Py_ssize_t n)
+    void pbn_relu_backward_span_f64(const double *dy, const double *x, double *dx, Py_ssize_t n)
+    void pbn_add_span_f32(const float *x, const float *y, float *z, Py_ssize_t n)
+    void pbn_add_span_f64(const double *x, const double *y, double *z, Py_ssize_t n)
+    void pbn_maximum_span_f32(const float *x, const float *y, float *z, Py_ssize_t n)
+    void pbn_maximum_span_f64(const double *x, const double *y, double *z, Py_ssize_t n)
+
+
 cdef inline void relu_span(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
     """y := max(x, 0); NaN propagates as in numpy.maximum(x, 0)"""
-    cdef Py_ssize_t i
-    for i in range(n):
-        y[i] = 0 if x[i] < 0 else x[i]
+    if floating is float:
+        pbn_relu_span_f32(x, y, n)
+    else:
+        pbn_relu_span_f64(x, y, n)
 
 
 cdef void relu_kernel(const floating *x,   # IN  (n,)
@@ -55,9 +67,10 @@ cdef void relu_kernel(const floating *x,   # IN  (n,)
 cdef inline void relu_backward_span(const floating *dy, const floating *x, floating *dx,
                                     Py_ssize_t n) noexcept nogil:
     """dx := dy * (x > 0)"""
-    cdef Py_ssize_t i
-    for i in range(n):
-        dx[i] = dy[i] if x[i] > 0 else 0
+    if floating is float:
+        pbn_relu_backward_span_f32(dy, x, dx, n)
+    else:
+        pbn_relu_backward_span_f64(dy, x, dx, n)
 
 
 cdef void relu_backward_kernel(const floating *dy,   # IN  (n,) upstream gradient
@@ -116,8 +129,16 @@ cdef inline void binary_row(BinaryOp op, const floating *x, Py_ssize_t sx,
     """z[i] := x[i*sx] op y[i*sy] for i < n, with the common stride patterns unswitched"""
     cdef Py_ssize_t i
     if sx == 1 and sy == 1:
-        for i in range(n):
-            z[i] = apply_op(op, x[i], y[i])
+        if floating is float:
+            if op == OP_ADD:
+                pbn_add_span_f32(x, y, z, n)
+            else:
+                pbn_maximum_span_f32(x, y, z, n)
+        else:
+            if op == OP_ADD:
+                pbn_add_span_f64(x, y, z, n)
+            else:
+                pbn_maximum_span_f64(x, y, z, n)
     elif sx == 1 and sy == 0:
         for i in range(n):
             z[i] = apply_op(op, x[i], y[0])
