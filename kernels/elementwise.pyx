@@ -119,8 +119,8 @@ def relu_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int n_threads):
 cdef inline floating apply_op(BinaryOp op, floating a, floating b) noexcept nogil:
     if op == OP_ADD:
         return a + b
-    # numpy.maximum: the first NaN wins, otherwise the larger (ties return a)
-    return a if (a >= b or a != a) else b
+    # numpy.maximum: the first NaN wins, otherwise the larger; ties return b (-0.0 vs 0.0)
+    return a if (a > b or a != a) else b
 
 
 cdef inline void binary_row(BinaryOp op, const floating *x, Py_ssize_t sx,
@@ -228,7 +228,7 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
                               floating *dx_full,       # OUT C-contiguous, dz where x wins
                               floating *dy_full,       # OUT C-contiguous, dz where y wins
                               int n_threads) noexcept nogil:
-    """dx_full := dz * [max(x, y) is x], dy_full := dz - dx_full (ties and NaN in x go to x)"""
+    """dx_full := dz where maximum picked x (x > y or x is NaN), dy_full := dz elsewhere"""
     cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r, rest, off_x, off_y, idx, i
     cdef const floating *xr
     cdef const floating *yr
@@ -251,7 +251,7 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
         for i in range(inner):
             a = xr[i * xs[ndim - 1]]
             b = yr[i * ys[ndim - 1]]
-            if a >= b or a != a:
+            if a > b or a != a:
                 dx_full[r * inner + i] = dz[r * inner + i]
                 dy_full[r * inner + i] = 0
             else:

@@ -17,10 +17,10 @@
 #endif
 
 #define PBN_DEFINE_SPANS(T, SUF)                                                          \
-/* y := max(x, 0), NaN kept as numpy.maximum(x, 0) keeps it */                            \
+/* y := maximum(x, 0) exactly as numpy: NaN kept, -0.0 -> +0.0 */                            \
 PBN_SIMD_CLONES static void pbn_relu_span_##SUF(const T *x, T *y, ptrdiff_t n)            \
 {                                                                                         \
-    for (ptrdiff_t i = 0; i < n; i++) { T v = x[i]; y[i] = v < (T)0 ? (T)0 : v; }         \
+    for (ptrdiff_t i = 0; i < n; i++) { T v = x[i]; y[i] = (v > (T)0 || v != v) ? v : (T)0; }         \
 }                                                                                         \
 /* dx := dy where x > 0 else 0 */                                                         \
 PBN_SIMD_CLONES static void pbn_relu_backward_span_##SUF(const T *dy, const T *x, T *dx,  \
@@ -33,12 +33,12 @@ PBN_SIMD_CLONES static void pbn_add_span_##SUF(const T *x, const T *y, T *z, ptr
 {                                                                                         \
     for (ptrdiff_t i = 0; i < n; i++) z[i] = x[i] + y[i];                                 \
 }                                                                                         \
-/* z := maximum(x, y): x where x >= y or x is NaN, else y (numpy.maximum) */              \
+/* z := maximum(x, y) exactly as numpy: x where x > y or x is NaN, else y (ties -> y) */              \
 PBN_SIMD_CLONES static void pbn_maximum_span_##SUF(const T *x, const T *y, T *z,          \
                                                    ptrdiff_t n)                           \
 {                                                                                         \
     for (ptrdiff_t i = 0; i < n; i++) {                                                   \
-        T a = x[i], b = y[i]; z[i] = (a >= b || a != a) ? a : b; }                        \
+        T a = x[i], b = y[i]; z[i] = (a > b || a != a) ? a : b; }                        \
 }
 
 PBN_DEFINE_SPANS(float, f32)
