@@ -52,6 +52,7 @@ def test_relu_nan_inf_signed_zero(dtype):
     expected = np.maximum(x, 0)
     assert_meta(got, x.shape, dtype)
     np.testing.assert_array_equal(got, expected)  # NaN positions must agree too
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))  # relu(-0.0) == +0.0
     assert np.isnan(got[0]) and np.isnan(got[-1])
 
 
@@ -144,8 +145,7 @@ def test_binary_nan_inf(name, op, ref, dtype):
     expected = ref(x, y)
     assert_meta(got, expected.shape, dtype)
     np.testing.assert_array_equal(got, expected)
-    if name == "add":  # IEEE fixes the sign of a zero sum; numpy.maximum(0.0, -0.0) is unspecified
-        np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))  # -0.0 vs 0.0 too
 
 
 @pytest.mark.parametrize("name,op,ref", BINARY, ids=[b[0] for b in BINARY])
@@ -264,7 +264,7 @@ def test_maximum_backward_values(xs, ys, dtype, rng):
     dz = randn(rng, zs, dtype)
     dx, dy = ops.maximum_backward(dz, x, y)
     xb, yb = np.broadcast_to(x, zs), np.broadcast_to(y, zs)
-    pick_x = (xb >= yb) | np.isnan(xb)
+    pick_x = (xb > yb) | np.isnan(xb)  # what numpy.maximum returns x for
     exp_dx = ops.sum_to_shape(np.where(pick_x, dz, 0), xs)
     exp_dy = ops.sum_to_shape(np.where(pick_x, 0, dz), ys)
     assert_meta(dx, xs, dtype)
@@ -277,13 +277,14 @@ def test_maximum_backward_values(xs, ys, dtype, rng):
 
 
 def test_maximum_backward_ties_and_nan(dtype):
-    x = np.array([1.0, 2.0, np.nan, 0.0, 5.0], dtype)
-    y = np.array([1.0, 3.0, 1.0, np.nan, np.nan], dtype)
-    dz = np.array([10, 20, 30, 40, 50], dtype)
+    x = np.array([1.0, 2.0, np.nan, 0.0, 5.0, -0.0], dtype)
+    y = np.array([1.0, 3.0, 1.0, np.nan, np.nan, 0.0], dtype)
+    dz = np.array([10, 20, 30, 40, 50, 60], dtype)
     dx, dy = ops.maximum_backward(dz, x, y)
-    # ties and NaN in x -> x (maximum returns x there); NaN in y only -> y
-    np.testing.assert_array_equal(dx, np.array([10, 0, 30, 0, 0], dtype))
-    np.testing.assert_array_equal(dy, np.array([0, 20, 0, 40, 50], dtype))
+    # the gradient follows numpy.maximum's choice: x where x > y or x is NaN, else y
+    # (ties go to y, as numpy.maximum(-0.0, 0.0) returns the second operand)
+    np.testing.assert_array_equal(dx, np.array([0, 0, 30, 0, 0, 0], dtype))
+    np.testing.assert_array_equal(dy, np.array([10, 20, 0, 40, 50, 60], dtype))
 
 
 # --------------------------------------------------------------------------- take_rows
