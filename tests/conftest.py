@@ -1,10 +1,6 @@
 """Shared fixtures, tolerances and helpers for the kernel tests. NumPy is the oracle."""
-import math
-
 import numpy as np
 import pytest
-
-from pyblasnn import ops
 
 DTYPES = (np.float32, np.float64)
 DTYPE_IDS = ("f32", "f64")
@@ -95,10 +91,6 @@ def assert_matmul_close(got, a, b, dtype, expected=None, extra=0.0):
             f"bound {np.asarray(bound)[idx]!r}")
 
 
-def sum_bound(x, axis_count, dtype):
-    return (axis_count + 2) * eps(dtype)
-
-
 def central_difference(f, x, h=1e-6):
     """d sum(f(x) * w) / dx for the fixed random weights the caller folds into f."""
     x = np.array(x, dtype=np.float64)
@@ -132,9 +124,3 @@ def strided_views(rng, shape, dtype):
         views.append(("transposed", np.ascontiguousarray(np.swapaxes(base, -1, -2)).swapaxes(-1, -2)))
     return views
 
-
-def math_sqrt(n):
-    return math.sqrt(max(n, 1))
-
-
-OPS_PUBLIC = tuple(ops.__all__)

@@ -15,6 +15,8 @@ v4 = np.ones(4)
 m45 = np.ones((4, 5))
 ro = np.ones((3, 4))
 ro.setflags(write=False)
+ro35 = np.ones((3, 5))
+ro35.setflags(write=False)
 noncontig_out = np.ones((3, 8))[:, ::2]
 cplx = np.ones((3, 4), np.complex128)
 objs = np.array([[1, "a"]], dtype=object)
@@ -146,7 +148,10 @@ BAD = [
     ("dense", ops.dense, (None, m45), {}, TypeError, "dense: x"),
     ("dense", ops.dense, (f64, m45, "b"), {}, TypeError, "dense: bias"),
     ("dense", ops.dense, (f64, m45), {"out": np.empty((3, 4))}, ValueError, "shape"),
-    ("dense", ops.dense, (f64, m45), {"out": ro}, ValueError, "shape"),
+    ("dense", ops.dense, (f64, m45), {"out": np.empty((3, 5))[:, ::-1]}, ValueError, "C-contiguous"),
+    ("dense", ops.dense, (f64, m45), {"out": ro35}, ValueError, "read-only"),
+    ("matmul", ops.matmul, (f64, m45), {"out": ro35}, ValueError, "read-only"),
+    ("dot", ops.dot, (f64, m45), {"out": ro35}, ValueError, "read-only"),
     # ---- take_rows
     ("take_rows", ops.take_rows, (f64, [3]), {}, ValueError, "take_rows: indices out of range for 3 rows"),
     ("take_rows", ops.take_rows, (f64, [-4]), {}, ValueError, "out of range"),
