@@ -34,16 +34,8 @@ PBN_AVX2 void UKR_NAME(pbn_int kc, const T *const *a, pbn_int as, const T *b,
 
     for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * rsc), _MM_HINT_T0);
 
-    pbn_int off = 0, p = 0;
-    for (; p + 4 <= kc; p += 4) {
-        KSTEP(off, b);
-        KSTEP(off + as, b + NR);
-        KSTEP(off + 2 * as, b + 2 * NR);
-        KSTEP(off + 3 * as, b + 3 * NR);
-        off += 4 * as;
-        b += 4 * NR;
-    }
-    for (; p < kc; p++) {
+    pbn_int off = 0;
+    for (pbn_int p = 0; p < kc; p++) {
         KSTEP(off, b);
         off += as;
         b += NR;
