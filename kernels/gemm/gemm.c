@@ -29,6 +29,14 @@ static int pbn_choose_pack_a(pbn_int m, pbn_int n, pbn_int k)
     return n > 64;
 }
 
+/* Let the micro-kernel read full NR-column slivers of B in place (unit column stride
+ * only) instead of packing them: worth it when B is small and read by few row tiles. */
+static int pbn_choose_read_b(pbn_int m, pbn_int n, pbn_int k)
+{
+    (void)m; (void)k;
+    return n <= 64;
+}
+
 /* 64-byte aligned scratch: pbn_alloc over-allocates, pbn_align rounds the pointer up. */
 static void *pbn_alloc(size_t bytes) { return malloc(bytes + 64); }
 static void *pbn_align(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }

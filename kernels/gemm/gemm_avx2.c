@@ -76,14 +76,14 @@ int pbn_cpu_has_avx2_fma(void)
 #else /* not x86 with GCC-style builtins: only the portable path exists */
 
 int pbn_cpu_has_avx2_fma(void) { return 0; }
-void pbn_ukr_avx2_f32(pbn_int kc, const float *const *a, pbn_int as, const float *b,
+void pbn_ukr_avx2_f32(pbn_int kc, const float *const *a, pbn_int as, const float *b, pbn_int bs,
                       float *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                       int load_c, const float *bias, int relu)
-{ (void)kc; (void)a; (void)as; (void)b; (void)c; (void)rsc; (void)csc; (void)mr; (void)nr;
+{ (void)kc; (void)a; (void)as; (void)b; (void)bs; (void)c; (void)rsc; (void)csc; (void)mr; (void)nr;
   (void)load_c; (void)bias; (void)relu; }
-void pbn_ukr_avx2_f64(pbn_int kc, const double *const *a, pbn_int as, const double *b,
+void pbn_ukr_avx2_f64(pbn_int kc, const double *const *a, pbn_int as, const double *b, pbn_int bs,
                       double *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                       int load_c, const double *bias, int relu)
-{ (void)kc; (void)a; (void)as; (void)b; (void)c; (void)rsc; (void)csc; (void)mr; (void)nr;
+{ (void)kc; (void)a; (void)as; (void)b; (void)bs; (void)c; (void)rsc; (void)csc; (void)mr; (void)nr;
   (void)load_c; (void)bias; (void)relu; }
 #endif

@@ -24,7 +24,7 @@
         t_ = VBCAST(a5 + (OFF)); c50 = VFMA(t_, b0_, c50); c51 = VFMA(t_, b1_, c51);     \
     } while (0)
 
-PBN_AVX2 void UKR_NAME(pbn_int kc, const T *const *a, pbn_int as, const T *b,
+PBN_AVX2 void UKR_NAME(pbn_int kc, const T *const *a, pbn_int as, const T *b, pbn_int bs,
                        T *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                        int load_c, const T *bias, int relu)
 {
@@ -38,7 +38,7 @@ PBN_AVX2 void UKR_NAME(pbn_int kc, const T *const *a, pbn_int as, const T *b,
     for (pbn_int p = 0; p < kc; p++) {
         KSTEP(off, b);
         off += as;
-        b += NR;
+        b += bs;
     }
 
     const VT vz = VZERO();

@@ -21,7 +21,7 @@ typedef struct {
 } FN(args);
 
 /* Portable micro-kernel: plain C, same tile shape and contract as the SIMD one. */
-static void FN(ukr_portable)(pbn_int kc, const T *const *a, pbn_int as, const T *b,
+static void FN(ukr_portable)(pbn_int kc, const T *const *a, pbn_int as, const T *b, pbn_int bs,
                              T *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                              int load_c, const T *bias, int relu)
 {
@@ -29,7 +29,7 @@ static void FN(ukr_portable)(pbn_int kc, const T *const *a, pbn_int as, const T 
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = 0;
     for (pbn_int p = 0; p < kc; p++) {
-        const T *bp = b + p * NR;
+        const T *bp = b + p * bs;
         for (int i = 0; i < MR; i++) {
             const T ai = a[i][p * as];
             for (int j = 0; j < NR; j++) acc[i][j] += ai * bp[j];
@@ -96,31 +96,25 @@ static void FN(pack_b_panel)(const FN(args) *g, pbn_int p0, pbn_int kc, pbn_int 
     }
 }
 
-/* Share of [0, total) for thread tid of nth: contiguous, deterministic. */
-static inline void FN(split)(pbn_int total, int tid, int nth, pbn_int *lo, pbn_int *hi)
-{
-    *lo = total * tid / nth;
-    *hi = total * (tid + 1) / nth;
-}
-
 /* Balanced KC: the number of k slices is ceil(k / KC) and the slices are as even as
- * possible. Depends on k only. */
+ * possible. Depends on k only, so every C element sees the same slices whatever part
+ * of C a thread computes. */
 static inline pbn_int FN(kc_block)(pbn_int k)
 {
     pbn_int nk = (k + KC - 1) / KC;
     return (k + nk - 1) / nk;
 }
 
-/* Body of the blocked GEMM, run by each of nth threads (nth == 1: plain serial call,
- * no barriers, also used inside the batched path's parallel loop).
- * Bp holds kc_block x round_up(min(n, NC), NR) elements; Ap MC x kc_block (if pack_a). */
-static void FN(gemm_body)(const FN(args) *g, UKR_T ukr, int pack_a, T *Bp, T *Ap,
-                          int tid, int nth)
+/* Serial blocked GEMM on rows i_lo..i_hi, columns j_lo..j_hi of C (the whole k range).
+ * Bp holds kc_block x round_up(min(cols, NC), NR) elements; Ap MC x kc_block (if pack_a).
+ * Threads run it on disjoint rectangles of C, with private buffers and no barriers. */
+static void FN(gemm_body)(const FN(args) *g, UKR_T ukr, int pack_a, int pack_b, T *Bp, T *Ap,
+                          pbn_int i_lo, pbn_int i_hi, pbn_int j_lo, pbn_int j_hi)
 {
-    const pbn_int m = g->m, n = g->n, k = g->k, kcb = FN(kc_block)(k);
+    const pbn_int k = g->k, kcb = FN(kc_block)(k);
     const T *arow[MR];
-    for (pbn_int jc = 0; jc < n; jc += NC) {
-        const pbn_int nc = n - jc < NC ? n - jc : NC;
+    for (pbn_int jc = j_lo; jc < j_hi; jc += NC) {
+        const pbn_int nc = j_hi - jc < NC ? j_hi - jc : NC;
         const pbn_int npn = (nc + NR - 1) / NR;
         for (pbn_int pc = 0; pc < k; pc += kcb) {
             const pbn_int kc = k - pc < kcb ? k - pc : kcb;
@@ -128,59 +122,47 @@ static void FN(gemm_body)(const FN(args) *g, UKR_T ukr, int pack_a, T *Bp, T *Ap
             const int last = pc + kc == k;
             const T *bias = last ? g->bias : NULL;
             const int relu = last && g->relu;
-            pbn_int lo, hi;
 
-            if (nth > 1) {
-                _Pragma("omp barrier")                /* everyone is done with the old Bp */
-            }
-            FN(split)(npn, tid, nth, &lo, &hi);
-            for (pbn_int q = lo; q < hi; q++) {
+            for (pbn_int q = 0; q < npn; q++) {
                 const pbn_int j0 = jc + q * NR;
-                FN(pack_b_panel)(g, pc, kc, j0, (int)(n - j0 < NR ? n - j0 : NR), Bp + q * NR * kc);
+                const int nr = (int)(j_hi - j0 < NR ? j_hi - j0 : NR);
+                if (pack_b || nr < NR) FN(pack_b_panel)(g, pc, kc, j0, nr, Bp + q * NR * kc);
             }
-            if (nth > 1) {
-                _Pragma("omp barrier")
-            }
-
-            for (pbn_int ic = 0; ic < m; ic += MC) {
-                const pbn_int mc = m - ic < MC ? m - ic : MC;
+            for (pbn_int ic = i_lo; ic < i_hi; ic += MC) {
+                const pbn_int mc = i_hi - ic < MC ? i_hi - ic : MC;
                 const pbn_int npm = (mc + MR - 1) / MR;
-                if (pack_a) {
-                    if (nth > 1) {
-                        _Pragma("omp barrier")        /* everyone is done with the old Ap */
-                    }
-                    FN(split)(npm, tid, nth, &lo, &hi);
-                    for (pbn_int q = lo; q < hi; q++) {
+                if (pack_a)
+                    for (pbn_int q = 0; q < npm; q++) {
                         const pbn_int i0 = ic + q * MR;
-                        FN(pack_a_panel)(g, i0, (int)(m - i0 < MR ? m - i0 : MR), pc, kc,
+                        FN(pack_a_panel)(g, i0, (int)(i_hi - i0 < MR ? i_hi - i0 : MR), pc, kc,
                                          Ap + q * MR * kc);
                     }
-                    if (nth > 1) {
-                        _Pragma("omp barrier")
-                    }
-                }
-                /* tiles in jr-major order: a thread keeps its B micro-panel in L1 */
-                FN(split)(npn * npm, tid, nth, &lo, &hi);
-                for (pbn_int t = lo; t < hi; t++) {
-                    const pbn_int jr = t / npm, ir = t % npm;
-                    const pbn_int i0 = ic + ir * MR, j0 = jc + jr * NR;
-                    const int mr = (int)(m - i0 < MR ? m - i0 : MR);
-                    const int nr = (int)(n - j0 < NR ? n - j0 : NR);
-                    pbn_int as;
-                    if (pack_a) {
-                        const T *panel = Ap + ir * MR * kc;
-                        for (int i = 0; i < MR; i++) arow[i] = panel + i;
-                        as = MR;
-                    } else {
-                        for (int i = 0; i < MR; i++) {
-                            pbn_int row = i0 + (i < mr ? i : 0);
-                            if (g->a_rows) row = g->a_rows[row];
-                            arow[i] = g->A + row * g->rsa + pc * g->csa;
+                /* jr outer, ir inner: one B micro-panel stays in L1 across the A panels */
+                for (pbn_int jr = 0; jr < npn; jr++) {
+                    const pbn_int j0 = jc + jr * NR;
+                    const int nr = (int)(j_hi - j0 < NR ? j_hi - j0 : NR);
+                    const T *bsl = Bp + jr * NR * kc;
+                    pbn_int bs = NR;
+                    if (!pack_b && nr == NR) { bsl = g->B + pc * g->rsb + j0; bs = g->rsb; }
+                    for (pbn_int ir = 0; ir < npm; ir++) {
+                        const pbn_int i0 = ic + ir * MR;
+                        const int mr = (int)(i_hi - i0 < MR ? i_hi - i0 : MR);
+                        pbn_int as;
+                        if (pack_a) {
+                            const T *panel = Ap + ir * MR * kc;
+                            for (int i = 0; i < MR; i++) arow[i] = panel + i;
+                            as = MR;
+                        } else {
+                            for (int i = 0; i < MR; i++) {
+                                pbn_int row = i0 + (i < mr ? i : 0);
+                                if (g->a_rows) row = g->a_rows[row];
+                                arow[i] = g->A + row * g->rsa + pc * g->csa;
+                            }
+                            as = g->csa;
                         }
-                        as = g->csa;
+                        ukr(kc, arow, as, bsl, bs, g->C + i0 * g->rsc + j0 * g->csc,
+                            g->rsc, g->csc, mr, nr, load_c, bias ? bias + j0 : NULL, relu);
                     }
-                    ukr(kc, arow, as, Bp + jr * NR * kc, g->C + i0 * g->rsc + j0 * g->csc,
-                        g->rsc, g->csc, mr, nr, load_c, bias ? bias + j0 : NULL, relu);
                 }
             }
         }
@@ -228,26 +210,59 @@ static size_t FN(ap_elems)(pbn_int m, pbn_int k)
     return (size_t)FN(kc_block)(k) * (size_t)((mc + MR - 1) / MR * MR);
 }
 
+/* Thread grid tm x tn over C: thread (a, b) computes row block a, column block b.
+ * A is packed once per column block and B once per row block, so pick the grid that
+ * duplicates the least packing, with at least one MR x NR tile per thread. */
+static void FN(thread_grid)(pbn_int m, pbn_int n, pbn_int k, int nth, int *tm, int *tn)
+{
+    const pbn_int pm = (m + MR - 1) / MR, pn = (n + NR - 1) / NR;
+    double best = -1;
+    *tm = 1; *tn = 1;
+    for (int b = 1; b <= nth; b++) {
+        if (nth % b) continue;
+        const int a = nth / b;
+        if (a > pm || b > pn) continue;
+        /* elements packed in all: A once per column block, B once per row block */
+        const double cost = (double)b * (double)m * (double)k + (double)a * (double)k * (double)n;
+        if (best < 0 || cost < best) { best = cost; *tm = a; *tn = b; }
+    }
+}
+
 static void FN(gemm)(const FN(args) *g, int n_threads)
 {
     if (g->m <= 0 || g->n <= 0) return;
     if (g->k <= 0) { FN(gemm_k0)(g); return; }
     const UKR_T ukr = pbn_use_simd() ? FN(ukr_simd) : FN(ukr_portable);
     const int pack_a = pbn_choose_pack_a(g->m, g->n, g->k);
+    const int pack_b = !(pbn_choose_read_b(g->m, g->n, g->k) && g->csb == 1);
     const double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
     int nt = n_threads < 1 ? 1 : n_threads;
     if (flops < PBN_PARALLEL_MIN_FLOPS) nt = 1;
+    int tm = 1, tn = 1;
+    if (nt > 1) FN(thread_grid)(g->m, g->n, g->k, nt, &tm, &tn);
+    nt = tm * tn;
 
-    const size_t nb = FN(bp_elems)(g->n, g->k), na = pack_a ? FN(ap_elems)(g->m, g->k) : 0;
-    void *mem = pbn_alloc((nb + na) * sizeof(T));
+    /* per-thread buffers: B panels for the thread's columns, A panels for its rows */
+    const pbn_int pm = (g->m + MR - 1) / MR, pn = (g->n + NR - 1) / NR;
+    const pbn_int cols = (pn + tn - 1) / tn * NR, rows = (pm + tm - 1) / tm * MR;
+    const size_t nb = FN(bp_elems)(cols, g->k), na = pack_a ? FN(ap_elems)(rows, g->k) : 0;
+    const size_t per = (nb + na + 15) / 16 * 16;  /* keep each thread's part 64-byte aligned */
+    void *mem = pbn_alloc(per * (size_t)nt * sizeof(T));
     if (!mem) { FN(gemm_naive)(g); return; }  /* out of memory: slow but correct */
-    T *Bp = (T *)pbn_align(mem), *Ap = Bp + nb;
+    T *buf = (T *)pbn_align(mem);
 
     if (nt == 1) {
-        FN(gemm_body)(g, ukr, pack_a, Bp, Ap, 0, 1);
+        FN(gemm_body)(g, ukr, pack_a, pack_b, buf, buf + nb, 0, g->m, 0, g->n);
     } else {
-        _Pragma("omp parallel num_threads(nt)")
-        FN(gemm_body)(g, ukr, pack_a, Bp, Ap, omp_get_thread_num(), omp_get_num_threads());
+        _Pragma("omp parallel for num_threads(nt) schedule(static)")
+        for (int t = 0; t < nt; t++) {
+            const int a = t / tn, b = t % tn;
+            const pbn_int i_lo = pm * a / tm * MR, i_hi = pm * (a + 1) / tm * MR;
+            const pbn_int j_lo = pn * b / tn * NR, j_hi = pn * (b + 1) / tn * NR;
+            T *bt = buf + per * (size_t)t;
+            FN(gemm_body)(g, ukr, pack_a, pack_b, bt, bt + nb,
+                          i_lo, i_hi < g->m ? i_hi : g->m, j_lo, j_hi < g->n ? j_hi : g->n);
+        }
     }
     free(mem);
 }
@@ -260,6 +275,7 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
     if (batch <= 0 || m <= 0 || n <= 0) return;
     const UKR_T ukr = pbn_use_simd() ? FN(ukr_simd) : FN(ukr_portable);
     const int pack_a = k > 0 && pbn_choose_pack_a(m, n, k);
+    const int pack_b = !(k > 0 && pbn_choose_read_b(m, n, k) && csb == 1);
     const double flops = 2.0 * (double)m * (double)n * (double)(k > 0 ? k : 1) * (double)batch;
     int nt = n_threads < 1 ? 1 : n_threads;
     if (flops < PBN_PARALLEL_MIN_FLOPS) nt = 1;
@@ -275,7 +291,7 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
             FN(args) g = { m, n, k, A + a_off[b], rsa, csa, NULL, B + b_off[b], rsb, csb,
                            C + c_off[b], rsc, csc, 0, NULL, 0 };
             if (k <= 0) FN(gemm_k0)(&g);
-            else if (Bp) FN(gemm_body)(&g, ukr, pack_a, Bp, Ap, 0, 1);
+            else if (Bp) FN(gemm_body)(&g, ukr, pack_a, pack_b, Bp, Ap, 0, m, 0, n);
             else FN(gemm_naive)(&g);
         }
         free(mem);
