@@ -91,6 +91,8 @@ def n_threads(op, n):
     """Resolve a per-call thread count: None -> current setting, -1 -> all processors."""
     if n is None:
         return _threads.max_threads()
+    if isinstance(n, (bool, np.bool_)):
+        raise TypeError(f"{op}: n_threads must be an int or None, got bool {n!r}")
     try:
         n = operator.index(n)
     except TypeError:

@@ -431,6 +431,7 @@ def dense(x, kernel, bias=None, activation=None, out=None, rows=None, n_threads=
 
     x: (N, d); kernel: (d, units); bias: (units,) or None; rows: optional (n,) row
     indices into x (a minibatch gather that is never copied); y: (n or N, units).
+    The layer computes in the dtype of x @ kernel; a bias of another dtype is cast to it.
     """
     op = "dense"
     if activation not in (None, "linear", "relu"):

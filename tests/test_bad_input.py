@@ -179,6 +179,7 @@ for _name, (_fn, _args, _kw) in VALID.items():
         (_name, _fn, _args, dict(_kw, n_threads=-100), ValueError, "got -100"),
         (_name, _fn, _args, dict(_kw, n_threads=1.0), TypeError, f"{_name}: n_threads must be an int or None"),
         (_name, _fn, _args, dict(_kw, n_threads="2"), TypeError, "got str"),
+        (_name, _fn, _args, dict(_kw, n_threads=True), TypeError, "got bool"),
     ]
 
 
