@@ -166,6 +166,7 @@ BAD = [
     ("set_num_threads", pyblasnn.set_num_threads, (-2,), {}, ValueError, "got -2"),
     ("set_num_threads", pyblasnn.set_num_threads, (1.5,), {}, TypeError, "float"),
     ("set_num_threads", pyblasnn.set_num_threads, ("2",), {}, TypeError, "str"),
+    ("set_num_threads", pyblasnn.set_num_threads, (True,), {}, TypeError, "bool"),
     ("set_num_threads", pyblasnn.set_num_threads, (None,), {}, TypeError, "NoneType"),
     ("get_num_threads", pyblasnn.get_num_threads, (1,), {}, TypeError, "argument"),
     ("show_config", pyblasnn.show_config, (), {"file": "not a file"}, AttributeError, "write"),
