@@ -1,3 +1,177 @@
+"""Every check of user input, in one place.
+
+Each function takes the public op's name first so that messages read
+``matmul: shapes (3, 4) and (5, 2) not aligned: ...``. TypeError for a bad type or dtype,
+ValueError for a bad shape or value. The kernels assume what these functions prove.
+
+Dtype policy (documented in README): float32 and float64 are computed in their own
+precision and mixed inputs follow NumPy's promotion (float32 with float64 -> float64;
+Python scalars are "weak" and take the array's dtype). Integer and bool inputs are
+promoted to float64, as NumPy's true division does. Complex, object, string, bytes,
+datetime and other dtypes raise TypeError.
+"""
+import operator
+
+import numpy as np
+
+from ._kernels import threads as _threads
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES
+
+
+def _describe(x):
+    if isinstance(x, np.ndarray):
+        return f"array of dtype {x.dtype} and shape {x.shape}"
+    return f"{type(x).__name__} {x!r}"[:80]
+
+
+def as_array(op, name, x):
+    """x as an ndarray (no copy when it already is one); TypeError for non-numeric input."""
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        if x is None or isinstance(x, (str, bytes, dict, set)):
+            raise TypeError(f"{op}: {name} must be an array-like of numbers, got {_describe(x)}")
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{op}: {name} must be an array-like of numbers ({exc})") from None
+    kind = arr.dtype.kind
+    if kind not in "fiub" or arr.dtype.itemsize > 8:
+        raise TypeError(f"{op}: {name} has unsupported dtype {arr.dtype}; "
+                        f"pyblasnn computes in float32 or float64 (ints and bools are "
+                        f"promoted to float64)")
+    return arr
+
+
+def result_dtype(op, *arrays_and_scalars):
+    """The float dtype the op computes in: NumPy promotion, integers/bools -> float64."""
+    dt = np.result_type(*arrays_and_scalars)
+    if dt == _FLOAT32 or dt == _FLOAT64:
+        return dt
+    if dt.kind in "iub":
+        return _FLOAT64
+    if dt.kind == "f":  # float16 computes in float32, longdouble is not supported
+        if dt.itemsize < 4:
+            return _FLOAT32
+    raise TypeError(f"{op}: unsupported dtype {dt}; pyblasnn computes in float32 or float64")
+
+
+def as_float(op, name, x, dtype):
+    """x as an ndarray of exactly ``dtype`` (converting a copy only when needed)."""
+    arr = as_array(op, name, x)
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr
+
+
+def check_out(op, out, shape, dtype, name="out"):
+    """A user-supplied output must be a writeable C-contiguous ndarray of the exact result."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{op}: {name} has dtype {out.dtype}, the result has dtype {dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{op}: {name} has shape {out.shape}, the result has shape {tuple(shape)}")
+    if not out.flags.writeable:
+        raise ValueError(f"{op}: {name} is read-only")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{op}: {name} must be C-contiguous")
+    return out
+
+
+def same_layout(a, b):
+    """True when a and b are the same elements in the same memory (a safe in-place pair)."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides and a.shape == b.shape)
+
+
+def n_threads(op, n):
+    """Resolve a per-call thread count: None -> current setting, -1 -> all processors."""
+    if n is None:
+        return _threads.max_threads()
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"{op}: n_threads must be an int or None, got {type(n).__name__}") from None
+    if n == -1:
+        return _threads.num_procs()
+    if n < 1:
+        raise ValueError(f"{op}: n_threads must be a positive int or -1 (all processors), got {n}")
+    return n
+
+
+def broadcast_shape(op, *shapes):
+    """NumPy's broadcast of the shapes, or ValueError naming the op and every shape."""
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        shown = " and ".join(str(tuple(s)) for s in shapes)
+        raise ValueError(f"{op}: operands could not be broadcast together with shapes {shown}") from None
+
+
+def shape_tuple(op, name, shape):
+    """A shape argument (tuple/list of non-negative ints, or one int) as a tuple."""
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be a tuple of ints, got {shape!r}") from None
+    if any(s < 0 for s in shape):
+        raise ValueError(f"{op}: {name} has a negative dimension: {shape}")
+    return shape
+
+
+def matmul_shapes(op, a_shape, b_shape):
+    """Output shape of numpy.matmul, with a clear error for mismatched operands."""
+    if len(a_shape) == 0 or len(b_shape) == 0:
+        raise ValueError(f"{op}: operands must have at least one dimension, got shapes "
+                         f"{tuple(a_shape)} and {tuple(b_shape)} (use multiply for scalars)")
+    ka = a_shape[-1]
+    kb = b_shape[-2] if len(b_shape) >= 2 else b_shape[0]
+    if ka != kb:
+        which = "b.shape[-2]" if len(b_shape) >= 2 else "b.shape[0]"
+        raise ValueError(f"{op}: shapes {tuple(a_shape)} and {tuple(b_shape)} not aligned: "
+                         f"a.shape[-1]={ka} != {which}={kb}")
+    batch = broadcast_shape(op, a_shape[:-2], b_shape[:-2]) if (len(a_shape) > 2 or len(b_shape) > 2) else ()
+    out = list(batch)
+    if len(a_shape) >= 2:
+        out.append(a_shape[-2])
+    if len(b_shape) >= 2:
+        out.append(b_shape[-1])
+    return tuple(out)
+
+
+def dot_shapes(op, x_shape, y_shape):
+    """Output shape of numpy.dot, with a clear error for mismatched operands."""
+    if len(x_shape) == 0 or len(y_shape) == 0:
+        return tuple(x_shape) + tuple(y_shape)
+    kx = x_shape[-1]
+    ky = y_shape[-2] if len(y_shape) >= 2 else y_shape[0]
+    if kx != ky:
+        which = "y.shape[-2]" if len(y_shape) >= 2 else "y.shape[0]"
+        raise ValueError(f"{op}: shapes {tuple(x_shape)} and {tuple(y_shape)} not aligned: "
+                         f"x.shape[-1]={kx} != {which}={ky}")
+    return tuple(x_shape[:-1]) + tuple(y_shape[:-2]) + tuple(y_shape[-1:] if len(y_shape) >= 2 else ())
+
+
+def rows_index(op, name, indices, n_rows):
+    """Row indices as a contiguous intp array, each in [0, n_rows) (negatives wrap)."""
+    idx = np.asarray(indices)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name} must be integers, got dtype {idx.dtype}")
+    if idx.ndim != 1:
+        raise ValueError(f"{op}: {name} must be 1-D, got shape {idx.shape}")
+    idx = np.ascontiguousarray(idx, dtype=np.intp)
+    if idx.size and (idx.min() < -n_rows or idx.max() >= n_rows):
+        raise ValueError(f"{op}: {name} out of range for {n_rows} rows "
+                         f"(min {idx.min()}, max {idx.max()})")
+    if idx.size and idx.min() < 0:
+        idx = np.where(idx < 0, idx + n_rows, idx)
+    return idx
+
 
 # =======================================================================================
 # Frontend checks: fused loss / optimizer kernels (pyblasnn/fused.py) and the Keras-style
@@ -11,15 +185,6 @@ import numpy as _np
 _FLOATS = (_np.dtype(_np.float32), _np.dtype(_np.float64))
 
 
-def check_n_threads(op, n_threads):
-    """n_threads must be a positive int."""
-    if isinstance(n_threads, bool) or not isinstance(n_threads, _numbers.Integral):
-        raise TypeError(f"{op}: n_threads must be a positive int or None, got {n_threads!r}")
-    if n_threads < 1:
-        raise ValueError(f"{op}: n_threads must be >= 1, got {n_threads}")
-    return int(n_threads)
-
-
 def check_float_matrix(op, name, x):
     """A C-contiguous float32/float64 2-D ndarray (not converted: the kernels work in place)."""
     if not isinstance(x, _np.ndarray):
@@ -31,19 +196,6 @@ def check_float_matrix(op, name, x):
     if not x.flags.c_contiguous:
         raise ValueError(f"{op}: {name} must be C-contiguous (use numpy.ascontiguousarray)")
     return x
-
-
-def check_out(op, out, shape, dtype, name="out"):
-    """out must be a writeable C-contiguous ndarray of exactly this shape and dtype."""
-    if not isinstance(out, _np.ndarray):
-        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(out).__name__}")
-    if out.dtype != dtype:
-        raise TypeError(f"{op}: {name} must have dtype {dtype}, got {out.dtype}")
-    if out.shape != tuple(shape):
-        raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {out.shape}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f"{op}: {name} must be a writeable C-contiguous array")
-    return out
 
 
 def check_same(op, name_a, a, name_b, b):

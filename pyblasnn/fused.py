@@ -16,11 +16,8 @@ __all__ = [
 ]
 
 
-def _threads(n_threads):
-    if n_threads is None:
-        from . import get_num_threads
-        return get_num_threads()
-    return _v.check_n_threads("fused", n_threads)
+def _threads(op, n_threads):
+    return _v.n_threads(op, n_threads)
 
 
 def _loss_buffers(op, x, labels, out, row_loss):
@@ -48,7 +45,7 @@ def sparse_softmax_cross_entropy(logits, labels, out=None, row_loss=None, n_thre
     op = "sparse_softmax_cross_entropy"
     logits, labels, row_loss = _loss_buffers(op, logits, labels, out, row_loss)
     loss, correct = _loss.sparse_softmax_cross_entropy(logits, labels, out, row_loss,
-                                                       _threads(n_threads))
+                                                       _threads(op, n_threads))
     return float(loss), int(correct)
 
 
@@ -64,7 +61,7 @@ def sparse_cross_entropy(probs, labels, out=None, row_loss=None, epsilon=1e-7, n
     probs, labels, row_loss = _loss_buffers(op, probs, labels, out, row_loss)
     epsilon = _v.check_positive_float(op, "epsilon", epsilon, upper=0.5)
     loss, correct = _loss.sparse_cross_entropy_probs(probs, labels, out, row_loss, epsilon,
-                                                     _threads(n_threads))
+                                                     _threads(op, n_threads))
     return float(loss), int(correct)
 
 
@@ -75,7 +72,7 @@ def softmax(x, out=None, n_threads=None):
         out = np.empty_like(x)
     else:
         _v.check_out("softmax", out, x.shape, x.dtype)
-    _loss.softmax(x, out, _threads(n_threads))
+    _loss.softmax(x, out, _threads("softmax", n_threads))
     return out
 
 
@@ -92,7 +89,7 @@ def softmax_backward(dy, y, out=None, n_threads=None):
         out = np.empty_like(y)
     else:
         _v.check_out(op, out, y.shape, y.dtype)
-    _loss.softmax_backward(dy, y, out, _threads(n_threads))
+    _loss.softmax_backward(dy, y, out, _threads(op, n_threads))
     return out
 
 
@@ -101,7 +98,7 @@ def sgd_update(param, grad, learning_rate, n_threads=None):
     op = "sgd_update"
     p, g = _v.check_param_and_state(op, param, grad)
     lr = _v.check_positive_float(op, "learning_rate", learning_rate, allow_zero=True)
-    _optim.sgd(p, g, lr, _threads(n_threads))
+    _optim.sgd(p, g, lr, _threads(op, n_threads))
 
 
 def sgd_momentum_update(param, velocity, grad, learning_rate, momentum, nesterov=False,
@@ -112,7 +109,7 @@ def sgd_momentum_update(param, velocity, grad, learning_rate, momentum, nesterov
     p, g, v = _v.check_param_and_state(op, param, grad, velocity=velocity)
     lr = _v.check_positive_float(op, "learning_rate", learning_rate, allow_zero=True)
     m = _v.check_unit_interval(op, "momentum", momentum)
-    _optim.sgd_momentum(p, v, g, lr, m, bool(nesterov), _threads(n_threads))
+    _optim.sgd_momentum(p, v, g, lr, m, bool(nesterov), _threads(op, n_threads))
 
 
 def rmsprop_update(param, accumulator, grad, learning_rate, rho, epsilon, momentum=0.0,
@@ -133,4 +130,4 @@ def rmsprop_update(param, accumulator, grad, learning_rate, rho, epsilon, moment
     if m > 0:
         state["momentum_buffer"] = momentum_buffer
     p, g, a, *mom = _v.check_param_and_state(op, param, grad, **state)
-    _optim.rmsprop(p, a, mom[0] if mom else None, g, lr, rho, m, eps, _threads(n_threads))
+    _optim.rmsprop(p, a, mom[0] if mom else None, g, lr, rho, m, eps, _threads(op, n_threads))

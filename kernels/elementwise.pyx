@@ -1,0 +1,434 @@
+"""Element-wise kernels: relu / relu_backward, add and maximum with broadcasting, and the
+reduction that takes a broadcast gradient back to an operand's shape.
+
+Every kernel is generic over ``floating`` (float32, float64). Inputs arrive validated from
+pyblasnn.ops: the output is C-contiguous, inputs are described by element strides (0 on a
+broadcast axis, negative on a reversed view). Work is split into fixed index ranges, and
+each output element is computed by exactly one thread, so results do not depend on the
+thread count.
+"""
+cimport numpy as cnp
+from cython cimport floating
+from cython.parallel cimport prange
+
+cnp.import_array()
+
+# Below this many elements a kernel runs on one thread: the cost of waking the OpenMP team
+# (a few microseconds) exceeds the work (measured in bench/, see README "Threads").
+cdef Py_ssize_t PARALLEL_MIN_ELEMENTS = 32768
+# Contiguous work is cut into spans of this many elements for the threads.
+cdef Py_ssize_t SPAN = 8192
+
+cdef enum:
+    MAX_DIMS = 64  # numpy's own limit on the number of dimensions
+
+cdef enum BinaryOp:
+    OP_ADD = 0
+    OP_MAXIMUM = 1
+
+
+cdef inline int threads_for(Py_ssize_t n, int n_threads) noexcept nogil:
+    return n_threads if n >= PARALLEL_MIN_ELEMENTS else 1
+
+
+# ---------------------------------------------------------------------------------- relu
+cdef inline void relu_span(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
+    """y := max(x, 0); NaN propagates as in numpy.maximum(x, 0)"""
+    cdef Py_ssize_t i
+    for i in range(n):
+        y[i] = 0 if x[i] < 0 else x[i]
+
+
+cdef void relu_kernel(const floating *x,   # IN  (n,)
+                      floating *y,         # OUT (n,), may be x itself
+                      Py_ssize_t n, int n_threads) noexcept nogil:
+    """y := max(x, 0)"""
+    cdef Py_ssize_t s, n_spans = (n + SPAN - 1) // SPAN
+    if threads_for(n, n_threads) == 1:  # no OpenMP region: it costs ~1 us even on 1 thread
+        relu_span(x, y, n)
+        return
+    for s in prange(n_spans, schedule="static",
+                    num_threads=threads_for(n, n_threads)):
+        relu_span(x + s * SPAN, y + s * SPAN, min(SPAN, n - s * SPAN))
+
+
+cdef inline void relu_backward_span(const floating *dy, const floating *x, floating *dx,
+                                    Py_ssize_t n) noexcept nogil:
+    """dx := dy * (x > 0)"""
+    cdef Py_ssize_t i
+    for i in range(n):
+        dx[i] = dy[i] if x[i] > 0 else 0
+
+
+cdef void relu_backward_kernel(const floating *dy,   # IN  (n,) upstream gradient
+                               const floating *x,    # IN  (n,) relu input (or output)
+                               floating *dx,         # OUT (n,), may be dy itself
+                               Py_ssize_t n, int n_threads) noexcept nogil:
+    """dx := dy where x > 0 else 0"""
+    cdef Py_ssize_t s, n_spans = (n + SPAN - 1) // SPAN
+    if threads_for(n, n_threads) == 1:
+        relu_backward_span(dy, x, dx, n)
+        return
+    for s in prange(n_spans, schedule="static",
+                    num_threads=threads_for(n, n_threads)):
+        relu_backward_span(dy + s * SPAN, x + s * SPAN, dx + s * SPAN,
+                           min(SPAN, n - s * SPAN))
+
+
+def relu(cnp.ndarray x, cnp.ndarray y, int n_threads):
+    """y := max(x, 0) over contiguous arrays of one float dtype."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *py = cnp.PyArray_DATA(y)
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        with nogil:
+            relu_kernel(<float *>px, <float *>py, n, n_threads)
+    else:
+        with nogil:
+            relu_kernel(<double *>px, <double *>py, n, n_threads)
+
+
+def relu_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int n_threads):
+    """dx := dy * (x > 0) over contiguous arrays of one float dtype."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef void *pdy = cnp.PyArray_DATA(dy)
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *pdx = cnp.PyArray_DATA(dx)
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        with nogil:
+            relu_backward_kernel(<float *>pdy, <float *>px, <float *>pdx, n, n_threads)
+    else:
+        with nogil:
+            relu_backward_kernel(<double *>pdy, <double *>px, <double *>pdx, n, n_threads)
+
+
+# ------------------------------------------------------------------ add / maximum (binary)
+cdef inline floating apply_op(BinaryOp op, floating a, floating b) noexcept nogil:
+    if op == OP_ADD:
+        return a + b
+    # numpy.maximum: the first NaN wins, otherwise the larger (ties return a)
+    return a if (a >= b or a != a) else b
+
+
+cdef inline void binary_row(BinaryOp op, const floating *x, Py_ssize_t sx,
+                            const floating *y, Py_ssize_t sy,
+                            floating *z, Py_ssize_t n) noexcept nogil:
+    """z[i] := x[i*sx] op y[i*sy] for i < n, with the common stride patterns unswitched"""
+    cdef Py_ssize_t i
+    if sx == 1 and sy == 1:
+        for i in range(n):
+            z[i] = apply_op(op, x[i], y[i])
+    elif sx == 1 and sy == 0:
+        for i in range(n):
+            z[i] = apply_op(op, x[i], y[0])
+    elif sx == 0 and sy == 1:
+        for i in range(n):
+            z[i] = apply_op(op, x[0], y[i])
+    else:
+        for i in range(n):
+            z[i] = apply_op(op, x[i * sx], y[i * sy])
+
+
+cdef void binary_kernel(BinaryOp op, int ndim,
+                        const Py_ssize_t *shape,   # IN (ndim,) output shape, coalesced
+                        const floating *x, const Py_ssize_t *xs,  # IN x and its element strides
+                        const floating *y, const Py_ssize_t *ys,  # IN y and its element strides
+                        floating *z,               # OUT C-contiguous, prod(shape) elements
+                        int n_threads) noexcept nogil:
+    """z := x op y with numpy broadcasting (broadcast axes have stride 0)"""
+    cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r
+    cdef int d
+    for d in range(ndim - 1):
+        n_rows *= shape[d]
+    if threads_for(n_rows * inner, n_threads) == 1:
+        binary_rows(op, ndim, shape, x, xs, y, ys, z, 0, n_rows)
+        return
+    if n_rows == 1:  # one contiguous run: split it into spans for the threads
+        n_rows = (inner + SPAN - 1) // SPAN
+        for r in prange(n_rows, schedule="static",
+                        num_threads=threads_for(inner, n_threads)):
+            binary_row(op, x + r * SPAN * xs[ndim - 1], xs[ndim - 1],
+                       y + r * SPAN * ys[ndim - 1], ys[ndim - 1],
+                       z + r * SPAN, min(SPAN, inner - r * SPAN))
+        return
+    for r in prange(n_rows, schedule="static", num_threads=n_threads):
+        binary_rows(op, ndim, shape, x, xs, y, ys, z, r, r + 1)
+
+
+cdef void binary_rows(BinaryOp op, int ndim, const Py_ssize_t *shape,
+                      const floating *x, const Py_ssize_t *xs,
+                      const floating *y, const Py_ssize_t *ys,
+                      floating *z, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    """rows r0..r1-1 (over all axes but the last) of z := x op y"""
+    cdef Py_ssize_t inner = shape[ndim - 1], r, rest, off_x, off_y, idx
+    cdef int d
+    for r in range(r0, r1):
+        rest = r
+        off_x = 0
+        off_y = 0
+        for d in range(ndim - 2, -1, -1):
+            idx = rest % shape[d]
+            rest = rest // shape[d]
+            off_x += idx * xs[d]
+            off_y += idx * ys[d]
+        binary_row(op, x + off_x, xs[ndim - 1], y + off_y, ys[ndim - 1], z + r * inner, inner)
+
+
+def binary(int op, shape, x_strides, y_strides, cnp.ndarray x, cnp.ndarray y,
+           cnp.ndarray z, int n_threads):
+    """z := x (op) y; shape and strides (in elements) are the coalesced broadcast layout."""
+    cdef int ndim = len(shape), d
+    cdef Py_ssize_t c_shape[MAX_DIMS]
+    cdef Py_ssize_t c_xs[MAX_DIMS]
+    cdef Py_ssize_t c_ys[MAX_DIMS]
+    for d in range(ndim):
+        c_shape[d] = shape[d]
+        c_xs[d] = x_strides[d]
+        c_ys[d] = y_strides[d]
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *py = cnp.PyArray_DATA(y)
+    cdef void *pz = cnp.PyArray_DATA(z)
+    cdef BinaryOp bop = <BinaryOp>op
+    if cnp.PyArray_TYPE(z) == cnp.NPY_FLOAT32:
+        with nogil:
+            binary_kernel(bop, ndim, c_shape, <float *>px, c_xs, <float *>py, c_ys,
+                          <float *>pz, n_threads)
+    else:
+        with nogil:
+            binary_kernel(bop, ndim, c_shape, <double *>px, c_xs, <double *>py, c_ys,
+                          <double *>pz, n_threads)
+
+
+# ------------------------------------------------------- maximum_backward (gradient routing)
+cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
+                              const floating *x, const Py_ssize_t *xs,
+                              const floating *y, const Py_ssize_t *ys,
+                              const floating *dz,      # IN  C-contiguous upstream gradient
+                              floating *dx_full,       # OUT C-contiguous, dz where x wins
+                              floating *dy_full,       # OUT C-contiguous, dz where y wins
+                              int n_threads) noexcept nogil:
+    """dx_full := dz * [max(x, y) is x], dy_full := dz - dx_full (ties and NaN in x go to x)"""
+    cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r, rest, off_x, off_y, idx, i
+    cdef const floating *xr
+    cdef const floating *yr
+    cdef floating a, b
+    cdef int d
+    for d in range(ndim - 1):
+        n_rows *= shape[d]
+    for r in prange(n_rows, schedule="static",
+                    num_threads=threads_for(n_rows * inner, n_threads)):
+        rest = r
+        off_x = 0
+        off_y = 0
+        for d in range(ndim - 2, -1, -1):
+            idx = rest % shape[d]
+            rest = rest // shape[d]
+            off_x = off_x + idx * xs[d]
+            off_y = off_y + idx * ys[d]
+        xr = x + off_x
+        yr = y + off_y
+        for i in range(inner):
+            a = xr[i * xs[ndim - 1]]
+            b = yr[i * ys[ndim - 1]]
+            if a >= b or a != a:
+                dx_full[r * inner + i] = dz[r * inner + i]
+                dy_full[r * inner + i] = 0
+            else:
+                dx_full[r * inner + i] = 0
+                dy_full[r * inner + i] = dz[r * inner + i]
+
+
+def maximum_mask(shape, x_strides, y_strides, cnp.ndarray x, cnp.ndarray y,
+                 cnp.ndarray dz, cnp.ndarray dx_full, cnp.ndarray dy_full, int n_threads):
+    """Route dz to whichever of x, y maximum() picked, in the broadcast shape."""
+    cdef int ndim = len(shape), d
+    cdef Py_ssize_t c_shape[MAX_DIMS]
+    cdef Py_ssize_t c_xs[MAX_DIMS]
+    cdef Py_ssize_t c_ys[MAX_DIMS]
+    for d in range(ndim):
+        c_shape[d] = shape[d]
+        c_xs[d] = x_strides[d]
+        c_ys[d] = y_strides[d]
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *py = cnp.PyArray_DATA(y)
+    cdef void *pdz = cnp.PyArray_DATA(dz)
+    cdef void *pdx = cnp.PyArray_DATA(dx_full)
+    cdef void *pdy = cnp.PyArray_DATA(dy_full)
+    if cnp.PyArray_TYPE(dz) == cnp.NPY_FLOAT32:
+        with nogil:
+            maximum_mask_kernel(ndim, c_shape, <float *>px, c_xs, <float *>py, c_ys,
+                                <float *>pdz, <float *>pdx, <float *>pdy, n_threads)
+    else:
+        with nogil:
+            maximum_mask_kernel(ndim, c_shape, <double *>px, c_xs, <double *>py, c_ys,
+                                <double *>pdz, <double *>pdx, <double *>pdy, n_threads)
+
+
+# ------------------------------------------------------ sum_to_shape (broadcast reduction)
+cdef void column_sum_kernel(const floating *a,   # IN  (rows, cols) C-contiguous
+                            floating *out,       # OUT (cols,)
+                            Py_ssize_t rows, Py_ssize_t cols, int n_threads) noexcept nogil:
+    """out[j] := sum_i a[i, j], rows added in order 0..rows-1 (one thread per column block)"""
+    cdef Py_ssize_t block = 256, n_blocks = (cols + block - 1) // block, b, i, j, j0, j1
+    for b in prange(n_blocks, schedule="static",
+                    num_threads=threads_for(rows * cols, n_threads)):
+        j0 = b * block
+        j1 = min(j0 + block, cols)
+        for j in range(j0, j1):
+            out[j] = 0
+        for i in range(rows):
+            for j in range(j0, j1):
+                out[j] = out[j] + a[i * cols + j]
+
+
+cdef void scatter_add_kernel(int ndim, const Py_ssize_t *shape,
+                             const floating *a,          # IN  C-contiguous, prod(shape)
+                             floating *out,              # OUT zeroed, addressed by out_strides
+                             const Py_ssize_t *out_strides) noexcept nogil:
+    """out[sum_d i_d * out_strides[d]] += a[i] over every index i of shape, in C order"""
+    cdef Py_ssize_t index[MAX_DIMS]
+    cdef Py_ssize_t total = 1, i, off = 0
+    cdef int d
+    for d in range(ndim):
+        total *= shape[d]
+        index[d] = 0
+    for i in range(total):
+        out[off] += a[i]
+        d = ndim - 1
+        while d >= 0:
+            index[d] += 1
+            off += out_strides[d]
+            if index[d] < shape[d]:
+                break
+            off -= index[d] * out_strides[d]
+            index[d] = 0
+            d -= 1
+
+
+def column_sum(cnp.ndarray a, cnp.ndarray out, int n_threads):
+    """out := a.sum(axis=0) for a C-contiguous 2-D array."""
+    cdef Py_ssize_t rows = cnp.PyArray_DIM(a, 0), cols = cnp.PyArray_DIM(a, 1)
+    cdef void *pa = cnp.PyArray_DATA(a)
+    cdef void *po = cnp.PyArray_DATA(out)
+    if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32:
+        with nogil:
+            column_sum_kernel(<float *>pa, <float *>po, rows, cols, n_threads)
+    else:
+        with nogil:
+            column_sum_kernel(<double *>pa, <double *>po, rows, cols, n_threads)
+
+
+def scatter_add(shape, out_strides, cnp.ndarray a, cnp.ndarray out):
+    """out (zeroed, C-contiguous) += a summed over the axes where out_strides is 0."""
+    cdef int ndim = len(shape), d
+    cdef Py_ssize_t c_shape[MAX_DIMS]
+    cdef Py_ssize_t c_os[MAX_DIMS]
+    for d in range(ndim):
+        c_shape[d] = shape[d]
+        c_os[d] = out_strides[d]
+    cdef void *pa = cnp.PyArray_DATA(a)
+    cdef void *po = cnp.PyArray_DATA(out)
+    if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32:
+        with nogil:
+            scatter_add_kernel(ndim, c_shape, <float *>pa, <float *>po, c_os)
+    else:
+        with nogil:
+            scatter_add_kernel(ndim, c_shape, <double *>pa, <double *>po, c_os)
+
+
+# ----------------------------------------------------------------------------- take_rows
+cdef void take_rows_kernel(const floating *x, Py_ssize_t row_stride,  # IN (rows, cols) rows contiguous
+                           const Py_ssize_t *indices, Py_ssize_t n,   # IN (n,) validated row indices
+                           floating *out, Py_ssize_t cols,            # OUT (n, cols)
+                           int n_threads) noexcept nogil:
+    """out[i, :] := x[indices[i], :]"""
+    cdef Py_ssize_t i, j
+    cdef const floating *src
+    for i in prange(n, schedule="static",
+                    num_threads=threads_for(n * cols, n_threads)):
+        src = x + indices[i] * row_stride
+        for j in range(cols):
+            out[i * cols + j] = src[j]
+
+
+def take_rows(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out, int n_threads):
+    """out := x[indices] for x with contiguous rows and intp indices already in range."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(indices, 0), cols = cnp.PyArray_DIM(out, 1)
+    cdef Py_ssize_t row_stride = cnp.PyArray_STRIDE(x, 0) // cnp.PyArray_ITEMSIZE(x)
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef Py_ssize_t *pi = <Py_ssize_t *>cnp.PyArray_DATA(indices)
+    cdef void *po = cnp.PyArray_DATA(out)
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        with nogil:
+            take_rows_kernel(<float *>px, row_stride, pi, n, <float *>po, cols, n_threads)
+    else:
+        with nogil:
+            take_rows_kernel(<double *>px, row_stride, pi, n, <double *>po, cols, n_threads)
+
+
+# ----------------------------------------------------------------- lean call-overhead path
+# pyblasnn.ops tries these first: for the overwhelmingly common call (exact ndarrays of one
+# float dtype, same shape, C-contiguous, no out=, default threads) they allocate and compute
+# with a few C-level checks; for anything else they return None and ops takes the fully
+# validated path. They never raise.
+from _openmp cimport omp_get_max_threads
+
+
+cdef inline bint plain_float_array(object a, int typenum):
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and cnp.PyArray_ISALIGNED(arr))
+
+
+cdef inline int float_typenum(object a):
+    if type(a) is not cnp.ndarray:
+        return -1
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    return t if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64 else -1
+
+
+def try_relu(object x):
+    """relu(x) for a C-contiguous float32/float64 ndarray, else None."""
+    cdef int t = float_typenum(x)
+    if t < 0 or not plain_float_array(x, t):
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    cdef int nt = omp_get_max_threads()
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            relu_kernel(<float *>cnp.PyArray_DATA(xa), <float *>cnp.PyArray_DATA(y), n, nt)
+    else:
+        with nogil:
+            relu_kernel(<double *>cnp.PyArray_DATA(xa), <double *>cnp.PyArray_DATA(y), n, nt)
+    return y
+
+
+def try_add(object x, object y):
+    """x + y for two same-shape C-contiguous ndarrays of one float dtype, else None."""
+    cdef int t = float_typenum(x)
+    if t < 0 or not plain_float_array(x, t) or not plain_float_array(y, t):
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x, ya = <cnp.ndarray>y
+    cdef int nd = cnp.PyArray_NDIM(xa), d
+    if cnp.PyArray_NDIM(ya) != nd:
+        return None
+    for d in range(nd):
+        if cnp.PyArray_DIM(xa, d) != cnp.PyArray_DIM(ya, d):
+            return None
+    cdef cnp.ndarray z = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), t, 0)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    cdef Py_ssize_t one = 1
+    cdef int nt = omp_get_max_threads()
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            binary_kernel(OP_ADD, 1, &n, <float *>cnp.PyArray_DATA(xa), &one,
+                          <float *>cnp.PyArray_DATA(ya), &one, <float *>cnp.PyArray_DATA(z), nt)
+    else:
+        with nogil:
+            binary_kernel(OP_ADD, 1, &n, <double *>cnp.PyArray_DATA(xa), &one,
+                          <double *>cnp.PyArray_DATA(ya), &one, <double *>cnp.PyArray_DATA(z), nt)
+    return z

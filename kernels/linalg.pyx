@@ -1,0 +1,107 @@
+"""Linear-algebra kernels: one GEMM entry point (2-D, general strides, row gather, fused
+bias + relu epilogue) and one batched entry point. Everything dot / matmul and their
+backward passes need is expressed through these two in pyblasnn.ops; transposes are
+strides, never copies. The arithmetic lives in the C engine under kernels/gemm/.
+"""
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from "gemm/gemm.h" nogil:
+    ctypedef Py_ssize_t pbn_int
+    void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
+                      const float *A, pbn_int rsa, pbn_int csa, const pbn_int *a_rows,
+                      const float *B, pbn_int rsb, pbn_int csb,
+                      float *C, pbn_int rsc, pbn_int csc,
+                      int accumulate, const float *bias, int relu, int n_threads)
+    void pbn_gemm_f64(pbn_int m, pbn_int n, pbn_int k,
+                      const double *A, pbn_int rsa, pbn_int csa, const pbn_int *a_rows,
+                      const double *B, pbn_int rsb, pbn_int csb,
+                      double *C, pbn_int rsc, pbn_int csc,
+                      int accumulate, const double *bias, int relu, int n_threads)
+    void pbn_gemm_batched_f32(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
+                              const float *A, const pbn_int *a_off, pbn_int rsa, pbn_int csa,
+                              const float *B, const pbn_int *b_off, pbn_int rsb, pbn_int csb,
+                              float *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc,
+                              int n_threads)
+    void pbn_gemm_batched_f64(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
+                              const double *A, const pbn_int *a_off, pbn_int rsa, pbn_int csa,
+                              const double *B, const pbn_int *b_off, pbn_int rsb, pbn_int csb,
+                              double *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc,
+                              int n_threads)
+    const char *pbn_gemm_kernel_name()
+    void pbn_gemm_force_portable(int force)
+
+
+cdef inline Py_ssize_t elem_stride(cnp.ndarray a, int axis):
+    return cnp.PyArray_STRIDE(a, axis) // cnp.PyArray_ITEMSIZE(a)
+
+
+def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate=False,
+         cnp.ndarray bias=None, bint relu=False, cnp.ndarray rows=None, int n_threads=1):
+    """C := [C +] A[rows] @ B (+ bias) (relu) for 2-D arrays of one float dtype.
+
+    a: (m_a, k) any strides; rows: None or intp (m,) indices into a's rows;
+    b: (k, n) any strides; c: (m, n) any strides, not overlapping a or b;
+    bias: None or contiguous (n,).
+    """
+    cdef pbn_int m = cnp.PyArray_DIM(c, 0), n = cnp.PyArray_DIM(c, 1)
+    cdef pbn_int k = cnp.PyArray_DIM(a, 1)
+    cdef pbn_int rsa = elem_stride(a, 0), csa = elem_stride(a, 1)
+    cdef pbn_int rsb = elem_stride(b, 0), csb = elem_stride(b, 1)
+    cdef pbn_int rsc = elem_stride(c, 0), csc = elem_stride(c, 1)
+    cdef void *pa = cnp.PyArray_DATA(a)
+    cdef void *pb = cnp.PyArray_DATA(b)
+    cdef void *pc = cnp.PyArray_DATA(c)
+    cdef void *pbias = NULL if bias is None else cnp.PyArray_DATA(bias)
+    cdef pbn_int *prows = NULL if rows is None else <pbn_int *>cnp.PyArray_DATA(rows)
+    if cnp.PyArray_TYPE(c) == cnp.NPY_FLOAT32:
+        with nogil:
+            pbn_gemm_f32(m, n, k, <float *>pa, rsa, csa, prows, <float *>pb, rsb, csb,
+                         <float *>pc, rsc, csc, accumulate, <float *>pbias, relu, n_threads)
+    else:
+        with nogil:
+            pbn_gemm_f64(m, n, k, <double *>pa, rsa, csa, prows, <double *>pb, rsb, csb,
+                         <double *>pc, rsc, csc, accumulate, <double *>pbias, relu, n_threads)
+
+
+def gemm_batched(cnp.ndarray a, cnp.ndarray a_off, cnp.ndarray b, cnp.ndarray b_off,
+                 cnp.ndarray c, cnp.ndarray c_off, int n_threads=1):
+    """C_i := A_i @ B_i for i < len(c_off), the matrices at element offsets *_off.
+
+    a, b, c: arrays whose last two axes are the (m, k), (k, n), (m, n) matrices (any
+    strides there); *_off: intp element offsets of each batch's matrix from the data pointer.
+    """
+    cdef pbn_int batch = cnp.PyArray_DIM(c_off, 0)
+    cdef int nd_a = cnp.PyArray_NDIM(a), nd_b = cnp.PyArray_NDIM(b), nd_c = cnp.PyArray_NDIM(c)
+    cdef pbn_int m = cnp.PyArray_DIM(c, nd_c - 2), n = cnp.PyArray_DIM(c, nd_c - 1)
+    cdef pbn_int k = cnp.PyArray_DIM(a, nd_a - 1)
+    cdef pbn_int rsa = elem_stride(a, nd_a - 2), csa = elem_stride(a, nd_a - 1)
+    cdef pbn_int rsb = elem_stride(b, nd_b - 2), csb = elem_stride(b, nd_b - 1)
+    cdef pbn_int rsc = elem_stride(c, nd_c - 2), csc = elem_stride(c, nd_c - 1)
+    cdef void *pa = cnp.PyArray_DATA(a)
+    cdef void *pb = cnp.PyArray_DATA(b)
+    cdef void *pc = cnp.PyArray_DATA(c)
+    cdef pbn_int *oa = <pbn_int *>cnp.PyArray_DATA(a_off)
+    cdef pbn_int *ob = <pbn_int *>cnp.PyArray_DATA(b_off)
+    cdef pbn_int *oc = <pbn_int *>cnp.PyArray_DATA(c_off)
+    if cnp.PyArray_TYPE(c) == cnp.NPY_FLOAT32:
+        with nogil:
+            pbn_gemm_batched_f32(batch, m, n, k, <float *>pa, oa, rsa, csa,
+                                 <float *>pb, ob, rsb, csb, <float *>pc, oc, rsc, csc,
+                                 n_threads)
+    else:
+        with nogil:
+            pbn_gemm_batched_f64(batch, m, n, k, <double *>pa, oa, rsa, csa,
+                                 <double *>pb, ob, rsb, csb, <double *>pc, oc, rsc, csc,
+                                 n_threads)
+
+
+def kernel_name():
+    """The GEMM micro-kernel path chosen at run time for this CPU."""
+    return pbn_gemm_kernel_name().decode()
+
+
+def force_portable(bint force):
+    """Force the portable (non-SIMD) GEMM path; for tests that compare the two."""
+    pbn_gemm_force_portable(force)
