@@ -290,6 +290,21 @@ class Sequential:
         self.optimizer.apply(self._params, self._grads)
         return loss, correct
 
+    def _fit_batch(self, x, labels, order, start, stop):
+        """One step of fit on samples order[start:stop] (or start:stop when order is None).
+
+        Shuffled rows are gathered into the workspace (ops.take_rows, np.take with out=), so
+        nothing is allocated once the workspace for this batch size exists.
+        """
+        ws = self._workspace(stop - start)
+        if order is not None:
+            idx = order[start:stop]
+            xb = ops.take_rows(x, idx, out=ws.x)
+            yb = np.take(labels, idx, out=ws.labels, mode="clip")
+        else:
+            xb, yb = x[start:stop], labels[start:stop]
+        return self._train_step(xb, yb, ws)
+
     def train_on_batch(self, x, y):
         """One optimizer step on (x, y); returns [loss, accuracy...] like Keras."""
         self._require_compiled("train_on_batch")
@@ -363,15 +378,8 @@ class Sequential:
             for step in range(steps):
                 start = step * batch_size
                 stop = min(start + batch_size, n)
-                ws = self._workspace(stop - start)
-                if shuffle:
-                    idx = order[start:stop]
-                    xb = ops.take_rows(x, idx, out=ws.x)
-                    np.take(labels, idx, out=ws.labels, mode="clip")
-                    yb = ws.labels
-                else:
-                    xb, yb = x[start:stop], labels[start:stop]
-                loss, correct = self._train_step(xb, yb, ws)
+                loss, correct = self._fit_batch(x, labels, order if shuffle else None,
+                                                start, stop)
                 loss_sum += loss * (stop - start)
                 correct_sum += correct
                 if verbose:
