@@ -32,11 +32,23 @@ cdef inline int threads_for(Py_ssize_t n, int n_threads) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------------- relu
+cdef extern from "elementwise_spans.h" nogil:
+    void pbn_relu_span_f32(const float *x, float *y, Py_ssize_t n)
+    void pbn_relu_span_f64(const double *x, double *y, Py_ssize_t n)
+    void pbn_relu_backward_span_f32(const float *dy, const float *x, float *dx, Py_ssize_t n)
+    void pbn_relu_backward_span_f64(const double *dy, const double *x, double *dx, Py_ssize_t n)
+    void pbn_add_span_f32(const float *x, const float *y, float *z, Py_ssize_t n)
+    void pbn_add_span_f64(const double *x, const double *y, double *z, Py_ssize_t n)
+    void pbn_maximum_span_f32(const float *x, const float *y, float *z, Py_ssize_t n)
+    void pbn_maximum_span_f64(const double *x, const double *y, double *z, Py_ssize_t n)
+
+
 cdef inline void relu_span(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
     """y := max(x, 0); NaN propagates as in numpy.maximum(x, 0)"""
-    cdef Py_ssize_t i
-    for i in range(n):
-        y[i] = 0 if x[i] < 0 else x[i]
+    if floating is float:
+        pbn_relu_span_f32(x, y, n)
+    else:
+        pbn_relu_span_f64(x, y, n)
 
 
 cdef void relu_kernel(const floating *x,   # IN  (n,)
@@ -55,9 +67,10 @@ cdef void relu_kernel(const floating *x,   # IN  (n,)
 cdef inline void relu_backward_span(const floating *dy, const floating *x, floating *dx,
                                     Py_ssize_t n) noexcept nogil:
     """dx := dy * (x > 0)"""
-    cdef Py_ssize_t i
-    for i in range(n):
-        dx[i] = dy[i] if x[i] > 0 else 0
+    if floating is float:
+        pbn_relu_backward_span_f32(dy, x, dx, n)
+    else:
+        pbn_relu_backward_span_f64(dy, x, dx, n)
 
 
 cdef void relu_backward_kernel(const floating *dy,   # IN  (n,) upstream gradient
@@ -106,8 +119,8 @@ def relu_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int n_threads):
 cdef inline floating apply_op(BinaryOp op, floating a, floating b) noexcept nogil:
     if op == OP_ADD:
         return a + b
-    # numpy.maximum: the first NaN wins, otherwise the larger (ties return a)
-    return a if (a >= b or a != a) else b
+    # numpy.maximum: the first NaN wins, otherwise the larger; ties return b (-0.0 vs 0.0)
+    return a if (a > b or a != a) else b
 
 
 cdef inline void binary_row(BinaryOp op, const floating *x, Py_ssize_t sx,
@@ -116,8 +129,16 @@ cdef inline void binary_row(BinaryOp op, const floating *x, Py_ssize_t sx,
     """z[i] := x[i*sx] op y[i*sy] for i < n, with the common stride patterns unswitched"""
     cdef Py_ssize_t i
     if sx == 1 and sy == 1:
-        for i in range(n):
-            z[i] = apply_op(op, x[i], y[i])
+        if floating is float:
+            if op == OP_ADD:
+                pbn_add_span_f32(x, y, z, n)
+            else:
+                pbn_maximum_span_f32(x, y, z, n)
+        else:
+            if op == OP_ADD:
+                pbn_add_span_f64(x, y, z, n)
+            else:
+                pbn_maximum_span_f64(x, y, z, n)
     elif sx == 1 and sy == 0:
         for i in range(n):
             z[i] = apply_op(op, x[i], y[0])
@@ -207,7 +228,7 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
                               floating *dx_full,       # OUT C-contiguous, dz where x wins
                               floating *dy_full,       # OUT C-contiguous, dz where y wins
                               int n_threads) noexcept nogil:
-    """dx_full := dz * [max(x, y) is x], dy_full := dz - dx_full (ties and NaN in x go to x)"""
+    """dx_full := dz where maximum picked x (x > y or x is NaN), dy_full := dz elsewhere"""
     cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r, rest, off_x, off_y, idx, i
     cdef const floating *xr
     cdef const floating *yr
@@ -230,7 +251,7 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
         for i in range(inner):
             a = xr[i * xs[ndim - 1]]
             b = yr[i * ys[ndim - 1]]
-            if a >= b or a != a:
+            if a > b or a != a:
                 dx_full[r * inner + i] = dz[r * inner + i]
                 dy_full[r * inner + i] = 0
             else:
