@@ -314,7 +314,7 @@ def matmul(a, b, out=None, n_threads=None):
     buf, res = _output(op, out, shape, dtype, a, b, elementwise=False)
     a2 = a if a.ndim >= 2 else a.reshape(1, -1)
     b2 = b if b.ndim >= 2 else b.reshape(-1, 1)
-    batch = V.broadcast_shape(op, a2.shape[:-2], b2.shape[:-2])
+    batch = shape[:len(shape) - (a.ndim >= 2) - (b.ndim >= 2)]  # the broadcast batch axes
     c2 = buf.reshape(batch + (a2.shape[-2], b2.shape[-1]))
     _matmul_into(a2, b2, c2, nt)
     if res.ndim == 0 and out is None:  # vector @ vector is a scalar, as in numpy.matmul
@@ -334,7 +334,7 @@ def matmul_backward(dc, a, b, n_threads=None):
     nt = V.n_threads(op, n_threads)
     a2 = a if a.ndim >= 2 else a.reshape(1, -1)
     b2 = b if b.ndim >= 2 else b.reshape(-1, 1)
-    batch = V.broadcast_shape(op, a2.shape[:-2], b2.shape[:-2])
+    batch = c_shape[:len(c_shape) - (a.ndim >= 2) - (b.ndim >= 2)]
     dc2 = dc_arr.reshape(batch + (a2.shape[-2], b2.shape[-1]))
     bt = np.swapaxes(b2, -1, -2)
     at = np.swapaxes(a2, -1, -2)
