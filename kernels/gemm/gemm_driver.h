@@ -286,7 +286,9 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
     {
         void *mem = pbn_alloc((nb + na) * sizeof(T));
         T *Bp = mem ? (T *)pbn_align(mem) : NULL, *Ap = Bp ? Bp + nb : NULL;
-        _Pragma("omp for schedule(static)")
+        /* each product is computed whole by one thread, so which thread takes it does not
+         * change its bits: dynamic chunks keep both cores busy when one is shared */
+        _Pragma("omp for schedule(dynamic, 8)")
         for (pbn_int b = 0; b < batch; b++) {
             FN(args) g = { m, n, k, A + a_off[b], rsa, csa, NULL, B + b_off[b], rsb, csb,
                            C + c_off[b], rsc, csc, 0, NULL, 0 };
