@@ -400,14 +400,16 @@ def take_rows(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out, int n_threads
 
 
 # ----------------------------------------------------------------- lean call-overhead path
-# pyblasnn.ops tries these first: for the overwhelmingly common call (exact ndarrays of one
-# float dtype, same shape, C-contiguous, no out=, default threads) they allocate and compute
-# with a few C-level checks; for anything else they return None and ops takes the fully
-# validated path. They never raise.
-from _openmp cimport omp_get_max_threads
+# pyblasnn.ops tries these first. For the common calls — exact ndarrays of one float dtype,
+# C-contiguous, same shape (or a row vector broadcast along the last axis, as a bias), and
+# an `out` that is absent or a matching C-contiguous array that is either disjoint from the
+# inputs or one of them exactly — they compute after a few C-level checks. For anything
+# else they return None and ops takes the fully validated path. They never raise: the
+# thread count they get has already been validated by ops.
 
 
-cdef inline bint plain_float_array(object a, int typenum):
+cdef inline bint plain_array(object a, int typenum):
+    """a is an exact, aligned, C-contiguous ndarray of dtype typenum."""
     if type(a) is not cnp.ndarray:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
@@ -422,46 +424,125 @@ cdef inline int float_typenum(object a):
     return t if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64 else -1
 
 
-def try_relu(object x):
-    """relu(x) for a C-contiguous float32/float64 ndarray, else None."""
+cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
+    cdef int d, nd = cnp.PyArray_NDIM(a)
+    if cnp.PyArray_NDIM(b) != nd:
+        return False
+    for d in range(nd):
+        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
+            return False
+    return True
+
+
+cdef inline bint safe_output(cnp.ndarray out, cnp.ndarray a):
+    """Writing out element by element cannot clobber a value of a not yet read."""
+    cdef char *o = <char *>cnp.PyArray_DATA(out)
+    cdef char *p = <char *>cnp.PyArray_DATA(a)
+    if o == p and same_shape(out, a):
+        return True
+    return o + cnp.PyArray_NBYTES(out) <= p or p + cnp.PyArray_NBYTES(a) <= o
+
+
+cdef object lean_output(object out, cnp.ndarray like, int t):
+    """A new array shaped like `like`, or `out` when it is a writeable plain match; else None."""
+    if out is None:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), t, 0)
+    if not plain_array(out, t) or not same_shape(<cnp.ndarray>out, like):
+        return None
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
+        return None
+    return out
+
+
+def try_relu(object x, object out, int n_threads):
+    """relu(x) on the lean path, else None."""
     cdef int t = float_typenum(x)
-    if t < 0 or not plain_float_array(x, t):
+    if t < 0 or not plain_array(x, t):
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
-    cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    res = lean_output(out, xa, t)
+    if res is None or not safe_output(<cnp.ndarray>res, xa):
+        return None
+    cdef cnp.ndarray y = <cnp.ndarray>res
     cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    cdef int nt = omp_get_max_threads()
     if t == cnp.NPY_FLOAT32:
         with nogil:
-            relu_kernel(<float *>cnp.PyArray_DATA(xa), <float *>cnp.PyArray_DATA(y), n, nt)
+            relu_kernel(<float *>cnp.PyArray_DATA(xa), <float *>cnp.PyArray_DATA(y), n, n_threads)
     else:
         with nogil:
-            relu_kernel(<double *>cnp.PyArray_DATA(xa), <double *>cnp.PyArray_DATA(y), n, nt)
+            relu_kernel(<double *>cnp.PyArray_DATA(xa), <double *>cnp.PyArray_DATA(y), n,
+                        n_threads)
     return y
 
 
-def try_add(object x, object y):
-    """x + y for two same-shape C-contiguous ndarrays of one float dtype, else None."""
+def try_relu_backward(object dy, object x, object out, int n_threads):
+    """relu_backward(dy, x) on the lean path, else None."""
     cdef int t = float_typenum(x)
-    if t < 0 or not plain_float_array(x, t) or not plain_float_array(y, t):
+    if t < 0 or not plain_array(x, t) or not plain_array(dy, t):
         return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x, ya = <cnp.ndarray>y
-    cdef int nd = cnp.PyArray_NDIM(xa), d
-    if cnp.PyArray_NDIM(ya) != nd:
+    cdef cnp.ndarray xa = <cnp.ndarray>x, dya = <cnp.ndarray>dy
+    if not same_shape(xa, dya):
         return None
-    for d in range(nd):
-        if cnp.PyArray_DIM(xa, d) != cnp.PyArray_DIM(ya, d):
-            return None
-    cdef cnp.ndarray z = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), t, 0)
+    res = lean_output(out, xa, t)
+    if res is None or not safe_output(<cnp.ndarray>res, xa) or not safe_output(<cnp.ndarray>res, dya):
+        return None
+    cdef cnp.ndarray dx = <cnp.ndarray>res
     cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    cdef Py_ssize_t one = 1
-    cdef int nt = omp_get_max_threads()
     if t == cnp.NPY_FLOAT32:
         with nogil:
-            binary_kernel(OP_ADD, 1, &n, <float *>cnp.PyArray_DATA(xa), &one,
-                          <float *>cnp.PyArray_DATA(ya), &one, <float *>cnp.PyArray_DATA(z), nt)
+            relu_backward_kernel(<float *>cnp.PyArray_DATA(dya), <float *>cnp.PyArray_DATA(xa),
+                                 <float *>cnp.PyArray_DATA(dx), n, n_threads)
     else:
         with nogil:
-            binary_kernel(OP_ADD, 1, &n, <double *>cnp.PyArray_DATA(xa), &one,
-                          <double *>cnp.PyArray_DATA(ya), &one, <double *>cnp.PyArray_DATA(z), nt)
+            relu_backward_kernel(<double *>cnp.PyArray_DATA(dya), <double *>cnp.PyArray_DATA(xa),
+                                 <double *>cnp.PyArray_DATA(dx), n, n_threads)
+    return dx
+
+
+def try_binary(int op, object x, object y, object out, int n_threads):
+    """x (op) y on the lean path (same shape, or y a row broadcast along x's last axis)."""
+    cdef int t = float_typenum(x)
+    if t < 0 or not plain_array(x, t) or not plain_array(y, t):
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x, ya = <cnp.ndarray>y
+    cdef BroadcastLayout L
+    cdef int ndim
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa), d
+    if same_shape(xa, ya):
+        ndim = 1
+        L.shape[0] = n
+        L.xs[0] = 1
+        L.ys[0] = 1
+    elif (cnp.PyArray_NDIM(ya) == 1 and cnp.PyArray_NDIM(xa) >= 2
+          and cnp.PyArray_DIM(ya, 0) == cnp.PyArray_DIM(xa, cnp.PyArray_NDIM(xa) - 1)
+          and cnp.PyArray_DIM(ya, 0) > 1 and n > 0):
+        d = cnp.PyArray_DIM(ya, 0)
+        ndim = 2
+        L.shape[0] = n // d
+        L.shape[1] = d
+        L.xs[0] = d
+        L.xs[1] = 1
+        L.ys[0] = 0
+        L.ys[1] = 1
+    else:
+        return None
+    res = lean_output(out, xa, t)
+    if res is None:
+        return None
+    cdef cnp.ndarray z = <cnp.ndarray>res
+    if not safe_output(z, xa) or not safe_output(z, ya):  # a broadcast row must be disjoint
+        return None
+    if n == 0:
+        return z
+    cdef BinaryOp bop = <BinaryOp>op
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            binary_kernel(bop, ndim, L.shape, <float *>cnp.PyArray_DATA(xa), L.xs,
+                          <float *>cnp.PyArray_DATA(ya), L.ys, <float *>cnp.PyArray_DATA(z),
+                          n_threads)
+    else:
+        with nogil:
+            binary_kernel(bop, ndim, L.shape, <double *>cnp.PyArray_DATA(xa), L.xs,
+                          <double *>cnp.PyArray_DATA(ya), L.ys, <double *>cnp.PyArray_DATA(z),
+                          n_threads)
     return z

@@ -113,13 +113,12 @@ def _coalesce(shape, *stride_lists):
 # --------------------------------------------------------------------------------- relu
 def relu(x, out=None, n_threads=None):
     """y = maximum(x, 0) element-wise, bit for bit as NumPy (NaN propagates, -0.0 -> 0.0)."""
-    if out is None and n_threads is None:
-        y = _ew.try_relu(x)
-        if y is not None:
-            return y
+    nt = V.n_threads("relu", n_threads)
+    y = _ew.try_relu(x, out, nt)
+    if y is not None:
+        return y
     x, dtype = _unary_dtype("relu", x)
     x = _contiguous_operand("relu", "x", x, dtype)
-    nt = V.n_threads("relu", n_threads)
     buf, res = _output("relu", out, x.shape, dtype, x)
     if x.size:
         _ew.relu(x, buf, nt)
@@ -129,6 +128,10 @@ def relu(x, out=None, n_threads=None):
 def relu_backward(dy, x, out=None, n_threads=None):
     """dx = dy * (x > 0): the gradient of relu at x. dy and x have the same shape."""
     op = "relu_backward"
+    nt = V.n_threads(op, n_threads)
+    dx = _ew.try_relu_backward(dy, x, out, nt)
+    if dx is not None:
+        return dx
     dy_arr = V.as_array(op, "dy", dy)
     x_arr = V.as_array(op, "x", x)
     if dy_arr.shape != x_arr.shape:
@@ -136,7 +139,6 @@ def relu_backward(dy, x, out=None, n_threads=None):
     dtype = V.result_dtype(op, dy_arr, x_arr)
     dy_arr = _contiguous_operand(op, "dy", dy_arr, dtype)
     x_arr = _contiguous_operand(op, "x", x_arr, dtype)
-    nt = V.n_threads(op, n_threads)
     buf, res = _output(op, out, x_arr.shape, dtype, dy_arr, x_arr)
     if x_arr.size:
         _ew.relu_backward(dy_arr, x_arr, buf, nt)
@@ -145,6 +147,10 @@ def relu_backward(dy, x, out=None, n_threads=None):
 
 # ---------------------------------------------------------------- add / maximum (binary)
 def _binary(op, code, x, y, out, n_threads):
+    nt = V.n_threads(op, n_threads)
+    z = _ew.try_binary(code, x, y, out, nt)
+    if z is not None:
+        return z
     x_arr = V.as_array(op, "x", x)
     y_arr = V.as_array(op, "y", y)
     # Python scalars stay "weak" (NumPy's NEP 50 promotion); anything else as its array
@@ -153,7 +159,6 @@ def _binary(op, code, x, y, out, n_threads):
     x_arr = _operand(op, "x", x_arr, dtype)
     y_arr = _operand(op, "y", y_arr, dtype)
     shape = x_arr.shape if x_arr.shape == y_arr.shape else V.broadcast_shape(op, x_arr.shape, y_arr.shape)
-    nt = V.n_threads(op, n_threads)
     buf, res = _output(op, out, shape, dtype, x_arr, y_arr)
     if buf.size:
         layout = _coalesce(shape, _element_strides(x_arr, shape), _element_strides(y_arr, shape))
@@ -163,10 +168,6 @@ def _binary(op, code, x, y, out, n_threads):
 
 def add(x, y, out=None, n_threads=None):
     """z = x + y with NumPy broadcasting, e.g. (32, 10) + (10,) -> (32, 10)."""
-    if out is None and n_threads is None:
-        z = _ew.try_add(x, y)
-        if z is not None:
-            return z
     return _binary("add", _OP_ADD, x, y, out, n_threads)
 
 
