@@ -346,7 +346,7 @@ def test_lean_path_in_place_and_overlapping_out(dtype):
     y = rng.standard_normal((6, 5)).astype(dtype)
     row = rng.standard_normal(5).astype(dtype)
     # in place on either operand
-    for fn, ref in ((pyblasnn.add, np.add), (pyblasnn.maximum, np.maximum)):
+    for fn, ref in ((ops.add, np.add), (ops.maximum, np.maximum)):
         a, b = x.copy(), y.copy()
         expected = ref(a, b)
         assert fn(a, b, out=a) is a
@@ -358,17 +358,17 @@ def test_lean_path_in_place_and_overlapping_out(dtype):
     buf = np.concatenate([row[None, :], x]).astype(dtype)
     expected = buf[1:] + buf[0]
     out = buf[:6]
-    res = pyblasnn.add(buf[1:], buf[0], out=out)
+    res = ops.add(buf[1:], buf[0], out=out)
     np.testing.assert_array_equal(res, expected)
     # partially overlapping, shifted by one element
     flat = rng.standard_normal(41).astype(dtype)
     a = flat[1:41]
     expected = np.maximum(a, 0)
-    np.testing.assert_array_equal(pyblasnn.relu(a, out=flat[:40]), expected)
+    np.testing.assert_array_equal(ops.relu(a, out=flat[:40]), expected)
     flat = rng.standard_normal(41).astype(dtype)
     dy, xs = flat[1:41].copy(), flat[:40]
     expected = np.where(xs > 0, dy, 0)
-    np.testing.assert_array_equal(pyblasnn.relu_backward(dy, xs, out=flat[1:41]), expected)
+    np.testing.assert_array_equal(ops.relu_backward(dy, xs, out=flat[1:41]), expected)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -378,12 +378,12 @@ def test_lean_path_row_broadcast_matches_numpy(dtype):
     b = rng.standard_normal(9).astype(dtype)
     out = np.empty_like(x)
     for n_threads in (None, 1, 2):
-        res = pyblasnn.add(x, b, out=out, n_threads=n_threads)
+        res = ops.add(x, b, out=out, n_threads=n_threads)
         assert res is out and res.dtype == dtype
         np.testing.assert_array_equal(res, x + b)
-        np.testing.assert_array_equal(pyblasnn.maximum(x, b, n_threads=n_threads), np.maximum(x, b))
+        np.testing.assert_array_equal(ops.maximum(x, b, n_threads=n_threads), np.maximum(x, b))
     # read-only out is refused, not written
     ro = np.empty_like(x)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
-        pyblasnn.add(x, b, out=ro)
+        ops.add(x, b, out=ro)
