@@ -37,9 +37,36 @@ static int pbn_choose_read_b(pbn_int m, pbn_int n, pbn_int k)
     return n <= 64;
 }
 
-/* 64-byte aligned scratch: pbn_alloc over-allocates, pbn_align rounds the pointer up. */
-static void *pbn_alloc(size_t bytes) { return malloc(bytes + 64); }
+/* 64-byte aligned packing scratch, one buffer per thread kept between calls.
+ * A fresh malloc of a few hundred KiB per call is served by mmap, and the page faults on
+ * first touch cost ~3% of a (128,784)@(784,512) product; OpenMP's pool threads and the
+ * calling thread are long-lived, so a thread-local buffer that only grows removes that.
+ * Thread-safe because each thread owns its buffer; nothing in the engine recurses, so
+ * one buffer per thread is enough. Buffers above PBN_SCRATCH_KEEP bytes are not kept
+ * (pbn_scratch_done frees them) so a single huge product does not pin memory. */
+#define PBN_SCRATCH_KEEP ((size_t)16 << 20)
+static _Thread_local void *pbn_tls_mem = NULL;
+static _Thread_local size_t pbn_tls_cap = 0;
+
 static void *pbn_align(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+/* Aligned scratch of at least `bytes` for the calling thread, or NULL when out of memory. */
+static void *pbn_scratch(size_t bytes)
+{
+    if (bytes > pbn_tls_cap || !pbn_tls_mem) {
+        free(pbn_tls_mem);
+        pbn_tls_mem = malloc(bytes + 64);
+        pbn_tls_cap = pbn_tls_mem ? bytes : 0;
+        if (!pbn_tls_mem) return NULL;
+    }
+    return pbn_align(pbn_tls_mem);
+}
+
+/* Call when the thread is done with the scratch of pbn_scratch. */
+static void pbn_scratch_done(void)
+{
+    if (pbn_tls_cap > PBN_SCRATCH_KEEP) { free(pbn_tls_mem); pbn_tls_mem = NULL; pbn_tls_cap = 0; }
+}
 
 /* ---- float ---- */
 #define T float
