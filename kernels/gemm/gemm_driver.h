@@ -236,6 +236,13 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
 {
     if (g->m <= 0 || g->n <= 0) return;
     if (g->k <= 0) { FN(gemm_k0)(g); return; }
+    FN(args) t;
+    if (pbn_choose_swap(g->m, g->n, g->k, g->rsa, g->csa, g->a_rows, g->bias)) {
+        /* C^T = B^T A^T (see pbn_choose_swap); from here on g is the transposed problem */
+        t = (FN(args)){ g->n, g->m, g->k, g->B, g->csb, g->rsb, NULL, g->A, g->csa, g->rsa,
+                        g->C, g->csc, g->rsc, g->accumulate, NULL, g->relu };
+        g = &t;
+    }
     const UKR_T ukr = pbn_use_simd() ? FN(ukr_simd) : FN(ukr_portable);
     const int pack_a = pbn_choose_pack_a(g->m, g->n, g->k);
     const int pack_b = !(pbn_choose_read_b(g->m, g->n, g->k) && g->csb == 1);
