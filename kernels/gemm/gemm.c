@@ -17,7 +17,12 @@ const char *pbn_gemm_kernel_name(void)
     return pbn_use_simd() ? "avx2+fma 6x16 f32 / 6x8 f64" : "portable";
 }
 
-/* Below this many flops the call runs on one thread (fork/join costs more than it saves). */
+/* Below this many flops the call runs on one thread (fork/join costs more than it saves).
+ * Measured on the 2-core Zen 3 box (Python API, min of 9, load ~1.7): 1 vs 2 threads
+ * 64^3 (0.52 MFLOP) 24.2 vs 20.2 us, 96^3 44.6 vs 37.4, 128^3 60.4 vs 43.8, and the dot
+ * path (128,512)@(512,10) 46.0 vs 36.2 us; two threads still win at 0.5 MFLOP, so the
+ * threshold stays at 2 * 64^3. When the other core is busy (another process), any
+ * 2-thread call can be several times slower than 1 thread whatever the threshold. */
 #define PBN_PARALLEL_MIN_FLOPS (2.0 * 64 * 64 * 64)
 
 /* Pack A (MR-row panels) or let the micro-kernel read A in place (BLIS "sup" idea)?
@@ -33,13 +38,54 @@ static int pbn_choose_pack_a(pbn_int m, pbn_int n, pbn_int k)
  * only) instead of packing them: worth it when B is small and read by few row tiles. */
 static int pbn_choose_read_b(pbn_int m, pbn_int n, pbn_int k)
 {
-    (void)m; (void)k;
-    return n <= 64;
+    (void)k;
+    return n <= 64 || m <= 12;  /* m <= 12: each B panel is read by at most two row tiles */
 }
 
-/* 64-byte aligned scratch: pbn_alloc over-allocates, pbn_align rounds the pointer up. */
-static void *pbn_alloc(size_t bytes) { return malloc(bytes + 64); }
+/* Solve C^T = B^T A^T instead (n small, m large): the register tile is 6 x 16, so n = 10
+ * fills 10/16 of it but m' = 10 fills 10/12. Worth it when A has unit row stride
+ * (A = h.T, the dW = h.T @ dy of a narrow layer): then B^T's role is played by A read in
+ * place with unit column stride, and nothing large is packed. The bias is per column of C
+ * and the row gather per row of A, so calls with either keep the normal path. Every
+ * product is still summed in the same KC slices in p order (a * b == b * a exactly), so
+ * the choice, made from shapes and strides only, never changes with the thread count. */
+static int pbn_choose_swap(pbn_int m, pbn_int n, pbn_int k, pbn_int rsa, pbn_int csa,
+                           const void *a_rows, const void *bias)
+{
+    (void)k;
+    return n < 16 && m >= 2 * n && m >= 32 && rsa == 1 && csa != 1 && !a_rows && !bias;
+}
+
+/* 64-byte aligned packing scratch, one buffer per thread kept between calls.
+ * A fresh malloc of a few hundred KiB per call is served by mmap, and the page faults on
+ * first touch cost ~3% of a (128,784)@(784,512) product; OpenMP's pool threads and the
+ * calling thread are long-lived, so a thread-local buffer that only grows removes that.
+ * Thread-safe because each thread owns its buffer; nothing in the engine recurses, so
+ * one buffer per thread is enough. Buffers above PBN_SCRATCH_KEEP bytes are not kept
+ * (pbn_scratch_done frees them) so a single huge product does not pin memory. */
+#define PBN_SCRATCH_KEEP ((size_t)16 << 20)
+static _Thread_local void *pbn_tls_mem = NULL;
+static _Thread_local size_t pbn_tls_cap = 0;
+
 static void *pbn_align(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+/* Aligned scratch of at least `bytes` for the calling thread, or NULL when out of memory. */
+static void *pbn_scratch(size_t bytes)
+{
+    if (bytes > pbn_tls_cap || !pbn_tls_mem) {
+        free(pbn_tls_mem);
+        pbn_tls_mem = malloc(bytes + 64);
+        pbn_tls_cap = pbn_tls_mem ? bytes : 0;
+        if (!pbn_tls_mem) return NULL;
+    }
+    return pbn_align(pbn_tls_mem);
+}
+
+/* Call when the thread is done with the scratch of pbn_scratch. */
+static void pbn_scratch_done(void)
+{
+    if (pbn_tls_cap > PBN_SCRATCH_KEEP) { free(pbn_tls_mem); pbn_tls_mem = NULL; pbn_tls_cap = 0; }
+}
 
 /* ---- float ---- */
 #define T float
@@ -81,6 +127,76 @@ static void *pbn_align(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintpt
 #undef NC
 #undef UKR_T
 
+/* ---- float, small n: one dot product per C element, vectorised along k ----
+ * For n <= 16 with A rows contiguous in k (the n = 10 output layer's forward pass
+ * (128,512)@(512,10)) the 6 x 16 broadcast kernel wastes 6/16 of every FMA; dot products
+ * along k use every lane. B^T is read in place when B's rows have unit stride (B = W.T),
+ * else packed once (n x k, tiny). Threads take blocks of 3 rows; each element's sum order
+ * depends on k only, so the result is bitwise the same for any thread count. */
+static int pbn_choose_dot(pbn_int m, pbn_int n, pbn_int k, pbn_int csa)
+{
+    (void)m;
+    return n <= 16 && k >= 64 && csa == 1;
+}
+
+static void pbn_dot_rows_f32(const args_f32 *g, const float *bt, pbn_int ldb,
+                             pbn_int blk_lo, pbn_int blk_hi)
+{
+    float out[12];
+    const float *a[3];
+    for (pbn_int blk = blk_lo; blk < blk_hi; blk++) {
+        const pbn_int i0 = blk * 3;
+        const int mr = (int)(g->m - i0 < 3 ? g->m - i0 : 3);
+        for (int r = 0; r < 3; r++) {
+            pbn_int row = i0 + (r < mr ? r : 0);
+            if (g->a_rows) row = g->a_rows[row];
+            a[r] = g->A + row * g->rsa;
+        }
+        for (pbn_int j0 = 0; j0 < g->n; j0 += 4) {
+            const int nb = (int)(g->n - j0 < 4 ? g->n - j0 : 4);
+            pbn_dot3x4_avx2_f32(g->k, a, bt + j0 * ldb, ldb, nb, out);
+            for (int r = 0; r < mr; r++)
+                for (int j = 0; j < nb; j++) {
+                    float *cp = g->C + (i0 + r) * g->rsc + (j0 + j) * g->csc;
+                    float s = out[r * 4 + j];
+                    if (g->accumulate) s = *cp + s;
+                    if (g->bias) s = s + g->bias[j0 + j];
+                    if (g->relu) s = s < 0 ? 0.0f : s;
+                    *cp = s;
+                }
+        }
+    }
+}
+
+/* Returns 0 (nothing done) when the scratch for B^T cannot be allocated. */
+static int gemm_dot_f32(const args_f32 *g, int n_threads)
+{
+    if (g->m <= 0 || g->n <= 0) return 1;
+    const float *bt = g->B;
+    pbn_int ldb = g->csb;
+    if (g->rsb != 1) {
+        float *p = (float *)pbn_scratch((size_t)g->n * (size_t)g->k * sizeof(float));
+        if (!p) return 0;
+        for (pbn_int q = 0; q < g->k; q++)
+            for (pbn_int j = 0; j < g->n; j++) p[j * g->k + q] = g->B[q * g->rsb + j * g->csb];
+        bt = p; ldb = g->k;
+    }
+    const pbn_int nblk = (g->m + 2) / 3;
+    const double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
+    int nt = n_threads < 1 ? 1 : n_threads;
+    if (flops < PBN_PARALLEL_MIN_FLOPS) nt = 1;
+    if (nt > nblk) nt = (int)nblk;
+    if (nt == 1) {
+        pbn_dot_rows_f32(g, bt, ldb, 0, nblk);
+    } else {
+        _Pragma("omp parallel for num_threads(nt) schedule(static)")
+        for (int t = 0; t < nt; t++)
+            pbn_dot_rows_f32(g, bt, ldb, nblk * t / nt, nblk * (t + 1) / nt);
+    }
+    if (g->rsb != 1) pbn_scratch_done();
+    return 1;
+}
+
 /* ---- public API ---- */
 void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
                   const float *A, pbn_int rsa, pbn_int csa, const pbn_int *a_rows,
@@ -90,6 +206,7 @@ void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
 {
     args_f32 g = { m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                    accumulate, bias, relu };
+    if (pbn_choose_dot(m, n, k, csa) && pbn_use_simd() && gemm_dot_f32(&g, n_threads)) return;
     gemm_f32(&g, n_threads);
 }
 

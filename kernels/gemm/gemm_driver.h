@@ -185,11 +185,11 @@ static void FN(gemm_k0)(const FN(args) *g)
 }
 
 /* Fallback when the packing buffers cannot be allocated: one dot product per element. */
-static void FN(gemm_naive)(const FN(args) *g)
+static void FN(gemm_naive_rect)(const FN(args) *g, pbn_int i_lo, pbn_int i_hi, pbn_int j_lo, pbn_int j_hi)
 {
-    for (pbn_int i = 0; i < g->m; i++) {
+    for (pbn_int i = i_lo; i < i_hi; i++) {
         const T *a = g->A + (g->a_rows ? g->a_rows[i] : i) * g->rsa;
-        for (pbn_int j = 0; j < g->n; j++) {
+        for (pbn_int j = j_lo; j < j_hi; j++) {
             T *cp = g->C + i * g->rsc + j * g->csc, s = 0;
             for (pbn_int p = 0; p < g->k; p++) s += a[p * g->csa] * g->B[p * g->rsb + j * g->csb];
             if (g->accumulate) s = *cp + s;
@@ -199,6 +199,8 @@ static void FN(gemm_naive)(const FN(args) *g)
         }
     }
 }
+
+static void FN(gemm_naive)(const FN(args) *g) { FN(gemm_naive_rect)(g, 0, g->m, 0, g->n); }
 
 static size_t FN(bp_elems)(pbn_int n, pbn_int k)
 {
@@ -234,6 +236,13 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
 {
     if (g->m <= 0 || g->n <= 0) return;
     if (g->k <= 0) { FN(gemm_k0)(g); return; }
+    FN(args) t;
+    if (pbn_choose_swap(g->m, g->n, g->k, g->rsa, g->csa, g->a_rows, g->bias)) {
+        /* C^T = B^T A^T (see pbn_choose_swap); from here on g is the transposed problem */
+        t = (FN(args)){ g->n, g->m, g->k, g->B, g->csb, g->rsb, NULL, g->A, g->csa, g->rsa,
+                        g->C, g->csc, g->rsc, g->accumulate, NULL, g->relu };
+        g = &t;
+    }
     const UKR_T ukr = pbn_use_simd() ? FN(ukr_simd) : FN(ukr_portable);
     const int pack_a = pbn_choose_pack_a(g->m, g->n, g->k);
     const int pack_b = !(pbn_choose_read_b(g->m, g->n, g->k) && g->csb == 1);
@@ -248,25 +257,30 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
     const pbn_int pm = (g->m + MR - 1) / MR, pn = (g->n + NR - 1) / NR;
     const pbn_int cols = (pn + tn - 1) / tn * NR, rows = (pm + tm - 1) / tm * MR;
     const size_t nb = FN(bp_elems)(cols, g->k), na = pack_a ? FN(ap_elems)(rows, g->k) : 0;
-    const size_t per = (nb + na + 15) / 16 * 16;  /* keep each thread's part 64-byte aligned */
-    void *mem = pbn_alloc(per * (size_t)nt * sizeof(T));
-    if (!mem) { FN(gemm_naive)(g); return; }  /* out of memory: slow but correct */
-    T *buf = (T *)pbn_align(mem);
+    const size_t bytes = (nb + na + 16) * sizeof(T);
 
     if (nt == 1) {
+        T *buf = (T *)pbn_scratch(bytes);
+        if (!buf) { FN(gemm_naive)(g); return; }  /* out of memory: slow but correct */
         FN(gemm_body)(g, ukr, pack_a, pack_b, buf, buf + nb, 0, g->m, 0, g->n);
+        pbn_scratch_done();
     } else {
         _Pragma("omp parallel for num_threads(nt) schedule(static)")
         for (int t = 0; t < nt; t++) {
             const int a = t / tn, b = t % tn;
             const pbn_int i_lo = pm * a / tm * MR, i_hi = pm * (a + 1) / tm * MR;
             const pbn_int j_lo = pn * b / tn * NR, j_hi = pn * (b + 1) / tn * NR;
-            T *bt = buf + per * (size_t)t;
-            FN(gemm_body)(g, ukr, pack_a, pack_b, bt, bt + nb,
-                          i_lo, i_hi < g->m ? i_hi : g->m, j_lo, j_hi < g->n ? j_hi : g->n);
+            FN(args) sub = *g;  /* the rectangle, for the naive fallback */
+            sub.m = (i_hi < g->m ? i_hi : g->m) - i_lo; sub.n = (j_hi < g->n ? j_hi : g->n) - j_lo;
+            T *bt = (T *)pbn_scratch(bytes);
+            if (bt) {
+                FN(gemm_body)(g, ukr, pack_a, pack_b, bt, bt + nb, i_lo, i_lo + sub.m, j_lo, j_lo + sub.n);
+                pbn_scratch_done();
+            } else {
+                FN(gemm_naive_rect)(g, i_lo, i_lo + sub.m, j_lo, j_lo + sub.n);
+            }
         }
     }
-    free(mem);
 }
 
 static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
@@ -286,8 +300,7 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
 
     _Pragma("omp parallel num_threads(nt)")
     {
-        void *mem = pbn_alloc((nb + na) * sizeof(T));
-        T *Bp = mem ? (T *)pbn_align(mem) : NULL, *Ap = Bp ? Bp + nb : NULL;
+        T *Bp = (T *)pbn_scratch((nb + na + 16) * sizeof(T)), *Ap = Bp ? Bp + nb : NULL;
         /* each product is computed whole by one thread, so which thread takes it does not
          * change its bits: dynamic chunks keep both cores busy when one is shared */
         _Pragma("omp for schedule(dynamic, 8)")
@@ -298,7 +311,7 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
             else if (Bp) FN(gemm_body)(&g, ukr, pack_a, pack_b, Bp, Ap, 0, m, 0, n);
             else FN(gemm_naive)(&g);
         }
-        free(mem);
+        if (Bp) pbn_scratch_done();
     }
 }
 

@@ -40,4 +40,10 @@ void pbn_ukr_avx2_f64(pbn_int kc, const double *const *a, pbn_int as, const doub
                       int load_c, const double *bias, int relu);
 int pbn_cpu_has_avx2_fma(void);
 
+/* Small-n float kernel (gemm_avx2.c): for the 3 rows a[0..2] (contiguous in p) and nb <= 4
+ * rows of bt (B transposed, row j at bt + j * ldb, contiguous in p), out[r * 4 + j] :=
+ * sum_p a[r][p] * bt[j * ldb + p], vectorised along k. Only call it when pbn_cpu_has_avx2_fma(). */
+void pbn_dot3x4_avx2_f32(pbn_int k, const float *const *a, const float *bt, pbn_int ldb,
+                         int nb, float *out);
+
 #endif

@@ -1,0 +1,85 @@
+"""The GEMM engine's small-n paths, reached directly through the low-level gemm wrapper.
+
+n <= 16 with A rows contiguous in k and k >= 64 takes the float dot-product kernel
+(vectorised along k, k tail by masked loads, rows in blocks of 3, B^T read in place when
+B = W.T). n < 16, m >= 32 with A a transposed view (unit row stride) and no bias / gather
+solves C^T = B^T A^T. Each is checked against float64 NumPy with accumulate, bias, relu,
+gathered rows, strided C, and 1 vs 2 vs 7 threads bitwise.
+"""
+import numpy as np
+import pytest
+
+from pyblasnn._kernels import linalg as _la
+
+from conftest import eps
+
+
+def _ref(a, b, c0, accumulate, bias, relu):
+    r = a.astype(np.float64) @ b.astype(np.float64)
+    if accumulate:
+        r = r + c0
+    if bias is not None:
+        r = r + bias
+    return np.maximum(r, 0) if relu else r
+
+
+def _check(a, b, c, accumulate=False, bias=None, relu=False, rows=None, dtype=np.float32):
+    c0 = c.copy()
+    outs = []
+    for nt in (1, 2, 7):
+        c[...] = c0
+        _la.gemm(a, b, c, accumulate, bias, relu, rows, nt)
+        outs.append(c.copy())
+    for o in outs[1:]:
+        assert np.array_equal(o.view(np.uint8), outs[0].view(np.uint8)), "threads differ bitwise"
+    aa = a if rows is None else a[rows]
+    ref = _ref(aa, b, c0, accumulate, bias, relu)
+    k = a.shape[1]
+    bound = 2 * (k + 3) * eps(dtype) * (np.abs(aa).astype(np.float64) @ np.abs(b).astype(np.float64)
+                                        + (np.abs(c0) if accumulate else 0)
+                                        + (np.abs(bias) if bias is not None else 0)) + 1e-30
+    assert np.all(np.abs(outs[0] - ref) <= bound)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 128, 131])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 10, 16])
+@pytest.mark.parametrize("k", [64, 67, 512, 1001])
+def test_dot_path(m, n, k):
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    _check(a, b, c.copy())
+    _check(a, b, c.copy(), accumulate=True, bias=bias, relu=True)
+    bt = np.ascontiguousarray(b.T).T                    # B = W.T: read in place
+    _check(a, bt, c.copy(), bias=bias)
+    cs = np.zeros((m, 2 * n), np.float32)[:, ::2]       # strided C
+    _check(a, b, cs, relu=True)
+    rows = rng.integers(0, m, size=max(1, m - 1)).astype(np.intp)
+    _check(a, b, np.zeros((len(rows), n), np.float32), bias=bias, rows=rows)
+
+
+def test_dot_path_relu_keeps_nan():
+    a = np.ones((5, 64), np.float32)
+    a[2, 7] = np.nan
+    b = np.ones((64, 10), np.float32)
+    c = np.empty((5, 10), np.float32)
+    _la.gemm(a, b, c, False, np.zeros(10, np.float32), True, None, 2)
+    assert np.isnan(c[2]).all() and not np.isnan(c[[0, 1, 3, 4]]).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [32, 33, 512])
+@pytest.mark.parametrize("n", [1, 6, 10, 15])
+@pytest.mark.parametrize("k", [1, 128, 257])
+def test_swap_path(m, n, k, dtype):
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    h = rng.standard_normal((k, m)).astype(dtype)       # A = h.T: unit row stride
+    d = rng.standard_normal((k, n)).astype(dtype)
+    c = rng.standard_normal((m, n)).astype(dtype)
+    _check(h.T, d, c.copy(), dtype=dtype)
+    _check(h.T, d, c.copy(), accumulate=True, relu=True, dtype=dtype)
+    _check(h.T, d[:, ::-1], c.copy(), dtype=dtype)      # negative column stride of B
+    _check(h.T, d, np.zeros((m, 2 * n), dtype)[:, ::2], dtype=dtype)
+    _check(h.T, d, np.zeros((n, m), dtype).T, dtype=dtype)  # C transposed view
