@@ -41,6 +41,8 @@ cdef extern from "elementwise_spans.h" nogil:
     void pbn_add_span_f64(const double *x, const double *y, double *z, Py_ssize_t n)
     void pbn_maximum_span_f32(const float *x, const float *y, float *z, Py_ssize_t n)
     void pbn_maximum_span_f64(const double *x, const double *y, double *z, Py_ssize_t n)
+    float pbn_sum_span_f32(const float *x, Py_ssize_t n)
+    double pbn_sum_span_f64(const double *x, Py_ssize_t n)
 
 
 cdef inline void relu_span(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
@@ -298,36 +300,61 @@ def maximum_mask(shape, x_strides, y_strides, cnp.ndarray x, cnp.ndarray y,
 
 
 # ------------------------------------------------------ sum_to_shape (broadcast reduction)
+cdef inline void add_into(floating *acc, const floating *x, Py_ssize_t n) noexcept nogil:
+    """acc[j] += x[j] for j < n (vectorised)"""
+    if floating is float:
+        pbn_add_span_f32(acc, x, acc, n)
+    else:
+        pbn_add_span_f64(acc, x, acc, n)
+
+
+cdef inline floating sum_of(const floating *x, Py_ssize_t n) noexcept nogil:
+    """sum of x[0..n) in a fixed order"""
+    if floating is float:
+        return pbn_sum_span_f32(x, n)
+    else:
+        return pbn_sum_span_f64(x, n)
+
+
 cdef void column_sum_kernel(const floating *a,   # IN  (rows, cols) C-contiguous
                             floating *out,       # OUT (cols,)
                             Py_ssize_t rows, Py_ssize_t cols, int n_threads) noexcept nogil:
     """out[j] := sum_i a[i, j], rows added in order 0..rows-1 (one thread per column block)"""
-    cdef Py_ssize_t block = 256, n_blocks = (cols + block - 1) // block, b, i, j, j0, j1
-    for b in prange(n_blocks, schedule="static",
-                    num_threads=threads_for(rows * cols, n_threads)):
+    cdef Py_ssize_t block = 256, n_blocks = (cols + block - 1) // block, b, i, j0, w
+    cdef int nt = threads_for(rows * cols, n_threads)
+    if n_blocks < 2:
+        nt = 1
+    for b in prange(n_blocks, schedule="static", num_threads=nt):
         j0 = b * block
-        j1 = min(j0 + block, cols)
-        for j in range(j0, j1):
-            out[j] = 0
-        for i in range(rows):
-            for j in range(j0, j1):
-                out[j] = out[j] + a[i * cols + j]
+        w = min(block, cols - j0)
+        for i in range(w):
+            out[j0 + i] = a[j0 + i] if rows > 0 else 0
+        for i in range(1, rows):
+            add_into(out + j0, a + i * cols + j0, w)
 
 
 cdef void scatter_add_kernel(int ndim, const Py_ssize_t *shape,
                              const floating *a,          # IN  C-contiguous, prod(shape)
                              floating *out,              # OUT zeroed, addressed by out_strides
                              const Py_ssize_t *out_strides) noexcept nogil:
-    """out[sum_d i_d * out_strides[d]] += a[i] over every index i of shape, in C order"""
+    """out[sum_d i_d * out_strides[d]] += a[i] over every index i of shape, row by row.
+
+    The axes are coalesced, so the last one is either summed away (out stride 0: the row is
+    reduced to one number) or kept (out stride 1: the row is added element-wise).
+    """
     cdef Py_ssize_t index[MAX_DIMS]
-    cdef Py_ssize_t total = 1, i, off = 0
+    cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r, off = 0
+    cdef bint reduce_inner = out_strides[ndim - 1] == 0
     cdef int d
-    for d in range(ndim):
-        total *= shape[d]
+    for d in range(ndim - 1):
+        n_rows *= shape[d]
         index[d] = 0
-    for i in range(total):
-        out[off] += a[i]
-        d = ndim - 1
+    for r in range(n_rows):
+        if reduce_inner:
+            out[off] += sum_of(a + r * inner, inner)
+        else:
+            add_into(out + off, a + r * inner, inner)
+        d = ndim - 2
         while d >= 0:
             index[d] += 1
             off += out_strides[d]
