@@ -33,15 +33,17 @@ PBN_SIMD_CLONES static void pbn_add_span_##SUF(const T *x, const T *y, T *z, ptr
 {                                                                                         \
     for (ptrdiff_t i = 0; i < n; i++) z[i] = x[i] + y[i];                                 \
 }                                                                                         \
-/* sum of x[0..n): eight interleaved partial sums (one AVX2 vector), combined pairwise;   \
+/* sum of x[0..n): 32 interleaved partial sums (four AVX2 chains), combined pairwise;   \
  * a fixed order, so the result never depends on threads */                              \
 PBN_SIMD_CLONES static T pbn_sum_span_##SUF(const T *x, ptrdiff_t n)                      \
 {                                                                                         \
-    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                  \
+    T acc[32] = {0};                                                                      \
     ptrdiff_t i = 0;                                                                      \
-    for (; i + 8 <= n; i += 8)                                                            \
-        for (int l = 0; l < 8; l++) acc[l] += x[i + l];                                   \
-    T s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
+    for (; i + 32 <= n; i += 32)                                                          \
+        for (int l = 0; l < 32; l++) acc[l] += x[i + l];                                  \
+    for (int w = 16; w >= 1; w /= 2)                                                      \
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];                                 \
+    T s = acc[0];                                                                         \
     for (; i < n; i++) s += x[i];                                                         \
     return s;                                                                             \
 }                                                                                         \

@@ -83,3 +83,53 @@ def test_swap_path(m, n, k, dtype):
     _check(h.T, d[:, ::-1], c.copy(), dtype=dtype)      # negative column stride of B
     _check(h.T, d, np.zeros((m, 2 * n), dtype)[:, ::2], dtype=dtype)
     _check(h.T, d, np.zeros((n, m), dtype).T, dtype=dtype)  # C transposed view
+
+
+# --- the matrix-vector path (gemv.c): C with one column (n == 1) or one row (m == 1) ---
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 7, 31, 32, 33, 257, 16384, 16385, 100003])
+@pytest.mark.parametrize("layout", ["rows", "cols", "strided"])
+def test_gemv_one_column(dtype, k, layout):
+    """n == 1: 'rows' takes the dot loop, 'cols' (A = X.T) the axpy loop, 'strided' neither."""
+    rng = np.random.default_rng(k)
+    m = 1 if k >= 16384 else 37
+    base = rng.standard_normal((m, k) if layout != "cols" else (k, m)).astype(dtype)
+    a = base if layout == "rows" else (base.T if layout == "cols" else
+                                       rng.standard_normal((m, 2 * k)).astype(dtype)[:, ::2])
+    b = rng.standard_normal((k, 1)).astype(dtype)
+    c = rng.standard_normal((m, 1)).astype(dtype)
+    _check(a, b, c, dtype=dtype)
+    _check(a, b, c, accumulate=True, dtype=dtype)
+    bias = np.array([0.25], dtype)
+    _check(a, b, c, bias=bias, relu=True, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 9, 300, 700])
+@pytest.mark.parametrize("b_layout", ["row_major", "transposed"])
+def test_gemv_one_row(dtype, n, b_layout):
+    """m == 1: x @ W (axpy over W's rows) and x @ W.T (dots with W's rows), with epilogue."""
+    rng = np.random.default_rng(n)
+    k = 300
+    a = rng.standard_normal((1, k)).astype(dtype)
+    b = (rng.standard_normal((k, n)) if b_layout == "row_major"
+         else rng.standard_normal((n, k)).T).astype(dtype)
+    c = np.zeros((1, n), dtype)
+    _check(a, b, c, dtype=dtype)
+    bias = rng.standard_normal(n).astype(dtype)
+    _check(a, b, c, accumulate=True, bias=bias, relu=True, dtype=dtype)
+    c_strided = np.zeros((1, 2 * n), dtype)[:, ::2]
+    _check(a, b, c_strided, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemv_gathered_rows(dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((50, 40)).astype(dtype)
+    w = rng.standard_normal((40, 1)).astype(dtype)
+    rows = np.array([4, 4, 49, 0, 17], dtype=np.intp)
+    c = np.zeros((5, 1), dtype)
+    _check(x, w, c, bias=np.array([-0.5], dtype), relu=True, rows=rows, dtype=dtype)
+    single = np.array([23], dtype=np.intp)
+    c1 = np.zeros((1, 7), dtype)
+    _check(x, rng.standard_normal((40, 7)).astype(dtype), c1, rows=single, dtype=dtype)

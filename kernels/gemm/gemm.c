@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include "gemm_internal.h"
+#include "gemv.h"
 #include "../openmp_shim.h"
 
 /* ---- run-time choices ---- */
@@ -204,6 +205,9 @@ void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
                   float *C, pbn_int rsc, pbn_int csc,
                   int accumulate, const float *bias, int relu, int n_threads)
 {
+    if (pbn_gemv_f32(m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
+                     accumulate, bias, relu, n_threads))
+        return;  /* one row or one column of C: the matrix-vector path (gemv.c) */
     args_f32 g = { m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                    accumulate, bias, relu };
     if (pbn_choose_dot(m, n, k, csa) && pbn_use_simd() && gemm_dot_f32(&g, n_threads)) return;
@@ -216,6 +220,9 @@ void pbn_gemm_f64(pbn_int m, pbn_int n, pbn_int k,
                   double *C, pbn_int rsc, pbn_int csc,
                   int accumulate, const double *bias, int relu, int n_threads)
 {
+    if (pbn_gemv_f64(m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
+                     accumulate, bias, relu, n_threads))
+        return;  /* one row or one column of C: the matrix-vector path (gemv.c) */
     args_f64 g = { m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                    accumulate, bias, relu };
     gemm_f64(&g, n_threads);

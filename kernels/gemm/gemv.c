@@ -1,0 +1,142 @@
+/* Matrix-vector products for the GEMM engine (see gemv.h).
+ *
+ * Both shapes reduce to  y_i = sum_p M(i, p) v(p),  i < rows:
+ *   n == 1:  M = A (rows = m, row gather allowed), v = B's column, y = C's column;
+ *   m == 1:  M = B^T (rows = n),                   v = A's row,    y = C's row.
+ * Two loop orders, picked from strides only:
+ *   - "dot":  M's rows are contiguous (unit p stride): each y_i is a dot product, summed
+ *             in 32 interleaved partial sums (four AVX2 chains) combined pairwise;
+ *   - "axpy": M's columns are contiguous (unit i stride): y += M[:, p] v(p) for p in order,
+ *             vectorised across i, on a block of rows at a time.
+ * Threads take fixed blocks of rows; a single long dot product (rows == 1) is cut into
+ * fixed chunks of k whose partial sums are added in chunk order. Every y_i is therefore
+ * summed in an order set by the shapes alone: 1 and N threads agree bitwise.
+ */
+#include <stdlib.h>
+#include "gemv.h"
+#include "../openmp_shim.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define PBN_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PBN_CLONES
+#endif
+
+#define ROW_BLOCK 256         /* rows per thread task (axpy keeps this block's sums local) */
+#define DOT_CHUNK 16384       /* k per partial sum of a single long dot product */
+#define PARALLEL_MIN 65536    /* rows * k below which one thread does everything */
+
+#define DEFINE_GEMV(T, SUF)                                                               \
+/* sum_p x[p] * y[p * incy] for p < k, in a fixed order */                                \
+PBN_CLONES static T dot_##SUF(const T *x, const T *y, pbn_int incy, pbn_int k)            \
+{                                                                                         \
+    T acc[32] = {0};  /* 32 interleaved partial sums: four independent AVX2 chains */      \
+    pbn_int p = 0;                                                                        \
+    if (incy == 1)                                                                        \
+        for (; p + 32 <= k; p += 32)                                                      \
+            for (int l = 0; l < 32; l++) acc[l] += x[p + l] * y[p + l];                   \
+    for (int w = 16; w >= 1; w /= 2)  /* fixed pairwise tree */                           \
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];                                 \
+    T s = acc[0];                                                                         \
+    for (; p < k; p++) s += x[p] * y[p * incy];                                           \
+    return s;                                                                             \
+}                                                                                         \
+/* y[i] := sum_p M[i*rs + p*cs] v[p*incv] for i < rows, with a general-stride M */        \
+static void gather_dots_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_idx,\
+                              const T *v, pbn_int incv, pbn_int k, T *y, pbn_int rows)    \
+{                                                                                         \
+    for (pbn_int i = 0; i < rows; i++) {                                                  \
+        const T *row = M + (rows_idx ? rows_idx[i] : i) * rs;                             \
+        if (cs == 1) { y[i] = dot_##SUF(row, v, incv, k); continue; }                     \
+        T s = 0;                                                                          \
+        for (pbn_int p = 0; p < k; p++) s += row[p * cs] * v[p * incv];                   \
+        y[i] = s;                                                                         \
+    }                                                                                     \
+}                                                                                         \
+/* y[i] := sum_p M[i + p*cs] v[p*incv] for i < rows (unit row stride), p in order */      \
+PBN_CLONES static void axpy_block_##SUF(const T *M, pbn_int cs, const T *v, pbn_int incv, \
+                                        pbn_int k, T *y, pbn_int rows)                    \
+{                                                                                         \
+    for (pbn_int i = 0; i < rows; i++) y[i] = 0;                                          \
+    for (pbn_int p = 0; p < k; p++) {                                                     \
+        const T *col = M + p * cs;                                                        \
+        T vp = v[p * incv];                                                               \
+        for (pbn_int i = 0; i < rows; i++) y[i] += col[i] * vp;                           \
+    }                                                                                     \
+}                                                                                         \
+static void epilogue_##SUF(const T *sums, pbn_int rows, T *Y, pbn_int incy, int accumulate,\
+                           const T *bias, pbn_int inc_bias, int relu)                     \
+{                                                                                         \
+    for (pbn_int i = 0; i < rows; i++) {                                                  \
+        T s = sums[i];                                                                    \
+        if (accumulate) s = Y[i * incy] + s;                                              \
+        if (bias) s += bias[i * inc_bias];                                                \
+        if (relu && s < 0) s = 0;                                                         \
+        Y[i * incy] = s;                                                                  \
+    }                                                                                     \
+}                                                                                         \
+/* rows r0..r1 of y := M v, then the epilogue */                                          \
+static void row_block_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_idx,  \
+                            const T *v, pbn_int incv, pbn_int k, T *Y, pbn_int incy,      \
+                            int accumulate, const T *bias, pbn_int inc_bias, int relu,    \
+                            pbn_int r0, pbn_int r1)                                       \
+{                                                                                         \
+    T sums[ROW_BLOCK];                                                                    \
+    pbn_int rows = r1 - r0;                                                               \
+    if (rs == 1 && cs != 1 && !rows_idx)                                                  \
+        axpy_block_##SUF(M + r0, cs, v, incv, k, sums, rows);                             \
+    else                                                                                  \
+        gather_dots_##SUF(rows_idx ? M : M + r0 * rs, rs, cs, rows_idx ? rows_idx + r0 : NULL, \
+                          v, incv, k, sums, rows);                                        \
+    epilogue_##SUF(sums, rows, Y + r0 * incy, incy, accumulate,                           \
+                   bias ? bias + r0 * inc_bias : NULL, inc_bias, relu);                   \
+}                                                                                         \
+static void gemv_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_idx,       \
+                       const T *v, pbn_int incv, pbn_int k, T *Y, pbn_int incy,           \
+                       pbn_int rows, int accumulate, const T *bias, pbn_int inc_bias,     \
+                       int relu, int n_threads)                                           \
+{                                                                                         \
+    if ((double)rows * (double)k < PARALLEL_MIN) n_threads = 1;                           \
+    if (rows == 1 && k > DOT_CHUNK && (cs == 1 || k == 1)) {                              \
+        const T *row = M + (rows_idx ? rows_idx[0] : 0) * rs;                             \
+        pbn_int n_chunks = (k + DOT_CHUNK - 1) / DOT_CHUNK;                               \
+        T *part = (T *)malloc((size_t)n_chunks * sizeof(T));                              \
+        if (part) {                                                                       \
+            _Pragma("omp parallel for num_threads(n_threads) schedule(static)")           \
+            for (pbn_int c = 0; c < n_chunks; c++) {                                      \
+                pbn_int p0 = c * DOT_CHUNK;                                               \
+                pbn_int len = k - p0 < DOT_CHUNK ? k - p0 : DOT_CHUNK;                    \
+                part[c] = dot_##SUF(row + p0, v + p0 * incv, incv, len);                  \
+            }                                                                             \
+            T s = 0;                                                                      \
+            for (pbn_int c = 0; c < n_chunks; c++) s += part[c];                          \
+            free(part);                                                                   \
+            epilogue_##SUF(&s, 1, Y, incy, accumulate, bias, inc_bias, relu);             \
+            return;                                                                       \
+        }                                                                                 \
+    }                                                                                     \
+    pbn_int n_blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;                                \
+    _Pragma("omp parallel for num_threads(n_threads) schedule(static)")                   \
+    for (pbn_int b = 0; b < n_blocks; b++) {                                              \
+        pbn_int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < rows ? r0 + ROW_BLOCK : rows;   \
+        row_block_##SUF(M, rs, cs, rows_idx, v, incv, k, Y, incy, accumulate, bias,       \
+                        inc_bias, relu, r0, r1);                                          \
+    }                                                                                     \
+}                                                                                         \
+int pbn_gemv_##SUF(pbn_int m, pbn_int n, pbn_int k,                                       \
+                   const T *A, pbn_int rsa, pbn_int csa, const pbn_int *a_rows,           \
+                   const T *B, pbn_int rsb, pbn_int csb, T *C, pbn_int rsc, pbn_int csc,  \
+                   int accumulate, const T *bias, int relu, int n_threads)                \
+{                                                                                         \
+    if (k <= 0 || (m != 1 && n != 1)) return 0;                                           \
+    if (n == 1)  /* C[:, 0] = A @ B[:, 0]; the bias is the one value bias[0] */           \
+        gemv_##SUF(A, rsa, csa, a_rows, B, rsb, k, C, rsc, m, accumulate, bias, 0, relu,  \
+                   n_threads);                                                            \
+    else         /* C[0, :] = B^T @ A[row 0, :]; M(j, p) = B[p*rsb + j*csb] */            \
+        gemv_##SUF(B, csb, rsb, NULL, A + (a_rows ? a_rows[0] : 0) * rsa, csa, k, C, csc, \
+                   n, accumulate, bias, 1, relu, n_threads);                              \
+    return 1;                                                                             \
+}
+
+DEFINE_GEMV(float, f32)
+DEFINE_GEMV(double, f64)
