@@ -105,3 +105,87 @@ def kernel_name():
 def force_portable(bint force):
     """Force the portable (non-SIMD) GEMM path; for tests that compare the two."""
     pbn_gemm_force_portable(force)
+
+
+# ----------------------------------------------------------------- lean call-overhead path
+# pyblasnn.ops tries this first for 2-D products of exact ndarrays of one float dtype (any
+# strides that are whole elements, transposed views included) with an `out` that is absent
+# or a writeable C-contiguous match not overlapping a or b. Anything else returns None and
+# takes the fully validated path. It never raises; the thread count is already validated.
+
+cdef inline bint plain_operand(object a, int typenum):
+    """a is an exact, aligned 2-D ndarray of dtype typenum with whole-element strides."""
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
+    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_NDIM(arr) == 2
+            and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_STRIDE(arr, 0) % item == 0 and cnp.PyArray_STRIDE(arr, 1) % item == 0)
+
+
+cdef inline void byte_bounds(cnp.ndarray a, char **lo, char **hi):
+    """[lo, hi) spans every byte a's elements occupy."""
+    cdef char *p = <char *>cnp.PyArray_DATA(a)
+    cdef Py_ssize_t low = 0, high = cnp.PyArray_ITEMSIZE(a), ext
+    cdef int d
+    for d in range(cnp.PyArray_NDIM(a)):
+        ext = (cnp.PyArray_DIM(a, d) - 1) * cnp.PyArray_STRIDE(a, d)
+        if ext < 0:
+            low += ext
+        else:
+            high += ext
+    lo[0] = p + low
+    hi[0] = p + high
+
+
+cdef inline bint disjoint(cnp.ndarray a, cnp.ndarray b):
+    cdef char *alo
+    cdef char *ahi
+    cdef char *blo
+    cdef char *bhi
+    if cnp.PyArray_SIZE(a) == 0 or cnp.PyArray_SIZE(b) == 0:
+        return True
+    byte_bounds(a, &alo, &ahi)
+    byte_bounds(b, &blo, &bhi)
+    return ahi <= blo or bhi <= alo
+
+
+def try_gemm(object a, object b, object out, object bias, bint relu, int n_threads):
+    """act(a @ b + bias) for plain 2-D operands on the lean path, else None."""
+    if type(a) is not cnp.ndarray:
+        return None
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not plain_operand(a, t) \
+            or not plain_operand(b, t):
+        return None
+    cdef cnp.ndarray aa = <cnp.ndarray>a, ba = <cnp.ndarray>b, c
+    cdef cnp.npy_intp dims[2]
+    dims[0] = cnp.PyArray_DIM(aa, 0)
+    dims[1] = cnp.PyArray_DIM(ba, 1)
+    if cnp.PyArray_DIM(aa, 1) != cnp.PyArray_DIM(ba, 0):
+        return None
+    if bias is not None:
+        if (type(bias) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>bias) != t
+                or cnp.PyArray_NDIM(<cnp.ndarray>bias) != 1
+                or cnp.PyArray_DIM(<cnp.ndarray>bias, 0) != dims[1]
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bias)
+                or not cnp.PyArray_ISALIGNED(<cnp.ndarray>bias)):
+            return None
+    if out is None:
+        c = cnp.PyArray_EMPTY(2, dims, t, 0)
+    else:
+        if (type(out) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>out) != t
+                or cnp.PyArray_NDIM(<cnp.ndarray>out) != 2
+                or cnp.PyArray_DIM(<cnp.ndarray>out, 0) != dims[0]
+                or cnp.PyArray_DIM(<cnp.ndarray>out, 1) != dims[1]
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>out)
+                or not cnp.PyArray_ISALIGNED(<cnp.ndarray>out)
+                or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)):
+            return None
+        c = <cnp.ndarray>out
+        if not disjoint(c, aa) or not disjoint(c, ba) or (
+                bias is not None and not disjoint(c, <cnp.ndarray>bias)):
+            return None
+    gemm(aa, ba, c, False, bias, relu, None, n_threads)
+    return c

@@ -309,9 +309,12 @@ def matmul(a, b, out=None, n_threads=None):
     (batch..., m, k) @ (batch..., k, n) -> (batch..., m, n) with broadcast batch axes.
     """
     op = "matmul"
+    nt = V.n_threads(op, n_threads)
+    c = _la.try_gemm(a, b, out, None, False, nt)
+    if c is not None:
+        return c
     a, b, dtype = _float_pair(op, a, b)
     shape = V.matmul_shapes(op, a.shape, b.shape)
-    nt = V.n_threads(op, n_threads)
     buf, res = _output(op, out, shape, dtype, a, b, elementwise=False)
     a2 = a if a.ndim >= 2 else a.reshape(1, -1)
     b2 = b if b.ndim >= 2 else b.reshape(-1, 1)
@@ -437,6 +440,11 @@ def dense(x, kernel, bias=None, activation=None, out=None, rows=None, n_threads=
     op = "dense"
     if activation not in (None, "linear", "relu"):
         raise ValueError(f"{op}: activation must be None, 'linear' or 'relu', got {activation!r}")
+    nt = V.n_threads(op, n_threads)
+    if rows is None:
+        y = _la.try_gemm(x, kernel, out, bias, activation == "relu", nt)
+        if y is not None:
+            return y
     x, kernel, dtype = _float_pair(op, x, kernel, ("x", "kernel"))
     if x.ndim != 2 or kernel.ndim != 2:
         raise ValueError(f"{op}: x and kernel must be 2-D, got shapes {x.shape} and {kernel.shape}")
@@ -451,7 +459,6 @@ def dense(x, kernel, bias=None, activation=None, out=None, rows=None, n_threads=
     if rows is not None:
         rows = V.rows_index(op, "rows", rows, x.shape[0])
     n = x.shape[0] if rows is None else rows.shape[0]
-    nt = V.n_threads(op, n_threads)
     buf, res = _output(op, out, (n, units), dtype, x, kernel,
                        *([bias] if bias is not None else []), elementwise=False)
     _la.gemm(x, kernel, buf, False, bias, activation == "relu", rows, nt)
