@@ -17,7 +17,7 @@ import numpy as np
 from . import cases as cases_mod
 from . import discover, report
 from .check import assert_close
-from .machine import cores, describe, machine_info
+from .machine import cores, describe, load_average, machine_info
 from .timing import MIN_SAMPLE_S, blas_threads, have_threadpoolctl, time_interleaved
 
 DEFAULT_REPEATS = {"full": 7, "quick": 3, "tiny": 2}
@@ -179,6 +179,10 @@ def main(argv=None):
     if not have_threadpoolctl():
         notes.append("threadpoolctl not installed: NumPy's BLAS thread count was NOT limited "
                      "(pip install threadpoolctl)")
+    busy = info.get("load_average_start")
+    if busy is not None and busy > 0.5:
+        notes.append(f"load average {busy} at start: other processes share the "
+                     f"{n_cores} cores, timings are noisier and may be skewed")
     if any(info["env"].get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")):
         notes.append("OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE set: NumPy may run a slower OpenBLAS "
                      "kernel (fair run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ...)")
@@ -216,6 +220,7 @@ def main(argv=None):
         rows.append(report.derive(row))
         progress("mnist epochs done", advance=True)
     progress.close()
+    info["load_average_end"] = load_average()
 
     result = {
         "schema": 1,

@@ -96,6 +96,14 @@ def _torch_version():
         return None
 
 
+def load_average():
+    """1-minute load average (None where unsupported): other work on the machine skews timings."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_info():
     """A dict describing this machine and software stack (stored in the JSON)."""
     text = _cpuinfo()
@@ -119,6 +127,7 @@ def machine_info():
         "compiler": _compiler(),
         "torch": _torch_version(),
         "env": {k: os.environ.get(k) for k in ENV_VARS},
+        "load_average_start": load_average(),
     }
 
 
@@ -139,5 +148,7 @@ def describe(info):
         f" | pyblasnn {pb.get('pyblasnn', '?')} (OpenMP {'on' if pb.get('openmp') else 'off'}, "
         f"GEMM kernel {pb.get('gemm_kernel', '?')}) | {info['compiler']['version'] or info['compiler']['cc']}"
         + (f" | torch {info['torch']}" if info.get("torch") else ""),
-        f"env: {env} | {info['date']}",
+        f"env: {env} | {info['date']} | load average at start {info.get('load_average_start')}"
+        + (f", at end {info['load_average_end']}" if info.get("load_average_end") is not None
+           else ""),
     ]

@@ -57,7 +57,7 @@ class TorchMLP:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-        return float(loss) if loss is not None else 0.0
+        return loss.item() if loss is not None else 0.0
 
     def accuracy(self, x, y):
         torch = self.torch
