@@ -32,11 +32,23 @@ cdef inline int threads_for(Py_ssize_t n, int n_threads) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------------- relu
+cdef extern from "elementwise_spans.h" nogil:
+    void pbn_relu_span_f32(const float *x, float *y, Py_ssize_t n)
+    void pbn_relu_span_f64(const double *x, double *y, Py_ssize_t n)
+    void pbn_relu_backward_span_f32(const float *dy, const float *x, float *dx, Py_ssize_t n)
+    void pbn_relu_backward_span_f64(const double *dy, const double *x, double *dx, Py_ssize_t n)
+    void pbn_add_span_f32(const float *x, const float *y, float *z, Py_ssize_t n)
+    void pbn_add_span_f64(const double *x, const double *y, double *z, Py_ssize_t n)
+    void pbn_maximum_span_f32(const float *x, const float *y, float *z, Py_ssize_t n)
+    void pbn_maximum_span_f64(const double *x, const double *y, double *z, Py_ssize_t n)
+
+
 cdef inline void relu_span(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
     """y := max(x, 0); NaN propagates as in numpy.maximum(x, 0)"""
-    cdef Py_ssize_t i
-    for i in range(n):
-        y[i] = 0 if x[i] < 0 else x[i]
+    if floating is float:
+        pbn_relu_span_f32(x, y, n)
+    else:
+        pbn_relu_span_f64(x, y, n)
 
 
 cdef void relu_kernel(const floating *x,   # IN  (n,)
@@ -44,6 +56,9 @@ cdef void relu_kernel(const floating *x,   # IN  (n,)
                       Py_ssize_t n, int n_threads) noexcept nogil:
     """y := max(x, 0)"""
     cdef Py_ssize_t s, n_spans = (n + SPAN - 1) // SPAN
+    if threads_for(n, n_threads) == 1:  # no OpenMP region: it costs ~1 us even on 1 thread
+        relu_span(x, y, n)
+        return
     for s in prange(n_spans, schedule="static",
                     num_threads=threads_for(n, n_threads)):
         relu_span(x + s * SPAN, y + s * SPAN, min(SPAN, n - s * SPAN))
@@ -52,9 +67,10 @@ cdef void relu_kernel(const floating *x,   # IN  (n,)
 cdef inline void relu_backward_span(const floating *dy, const floating *x, floating *dx,
                                     Py_ssize_t n) noexcept nogil:
     """dx := dy * (x > 0)"""
-    cdef Py_ssize_t i
-    for i in range(n):
-        dx[i] = dy[i] if x[i] > 0 else 0
+    if floating is float:
+        pbn_relu_backward_span_f32(dy, x, dx, n)
+    else:
+        pbn_relu_backward_span_f64(dy, x, dx, n)
 
 
 cdef void relu_backward_kernel(const floating *dy,   # IN  (n,) upstream gradient
@@ -63,6 +79,9 @@ cdef void relu_backward_kernel(const floating *dy,   # IN  (n,) upstream gradien
                                Py_ssize_t n, int n_threads) noexcept nogil:
     """dx := dy where x > 0 else 0"""
     cdef Py_ssize_t s, n_spans = (n + SPAN - 1) // SPAN
+    if threads_for(n, n_threads) == 1:
+        relu_backward_span(dy, x, dx, n)
+        return
     for s in prange(n_spans, schedule="static",
                     num_threads=threads_for(n, n_threads)):
         relu_backward_span(dy + s * SPAN, x + s * SPAN, dx + s * SPAN,
@@ -100,8 +119,8 @@ def relu_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int n_threads):
 cdef inline floating apply_op(BinaryOp op, floating a, floating b) noexcept nogil:
     if op == OP_ADD:
         return a + b
-    # numpy.maximum: the first NaN wins, otherwise the larger (ties return a)
-    return a if (a >= b or a != a) else b
+    # numpy.maximum: the first NaN wins, otherwise the larger; ties return b (-0.0 vs 0.0)
+    return a if (a > b or a != a) else b
 
 
 cdef inline void binary_row(BinaryOp op, const floating *x, Py_ssize_t sx,
@@ -110,8 +129,16 @@ cdef inline void binary_row(BinaryOp op, const floating *x, Py_ssize_t sx,
     """z[i] := x[i*sx] op y[i*sy] for i < n, with the common stride patterns unswitched"""
     cdef Py_ssize_t i
     if sx == 1 and sy == 1:
-        for i in range(n):
-            z[i] = apply_op(op, x[i], y[i])
+        if floating is float:
+            if op == OP_ADD:
+                pbn_add_span_f32(x, y, z, n)
+            else:
+                pbn_maximum_span_f32(x, y, z, n)
+        else:
+            if op == OP_ADD:
+                pbn_add_span_f64(x, y, z, n)
+            else:
+                pbn_maximum_span_f64(x, y, z, n)
     elif sx == 1 and sy == 0:
         for i in range(n):
             z[i] = apply_op(op, x[i], y[0])
@@ -130,10 +157,13 @@ cdef void binary_kernel(BinaryOp op, int ndim,
                         floating *z,               # OUT C-contiguous, prod(shape) elements
                         int n_threads) noexcept nogil:
     """z := x op y with numpy broadcasting (broadcast axes have stride 0)"""
-    cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r, rest, off_x, off_y, idx
+    cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r
     cdef int d
     for d in range(ndim - 1):
         n_rows *= shape[d]
+    if threads_for(n_rows * inner, n_threads) == 1:
+        binary_rows(op, ndim, shape, x, xs, y, ys, z, 0, n_rows)
+        return
     if n_rows == 1:  # one contiguous run: split it into spans for the threads
         n_rows = (inner + SPAN - 1) // SPAN
         for r in prange(n_rows, schedule="static",
@@ -142,18 +172,27 @@ cdef void binary_kernel(BinaryOp op, int ndim,
                        y + r * SPAN * ys[ndim - 1], ys[ndim - 1],
                        z + r * SPAN, min(SPAN, inner - r * SPAN))
         return
-    for r in prange(n_rows, schedule="static",
-                    num_threads=threads_for(n_rows * inner, n_threads)):
+    for r in prange(n_rows, schedule="static", num_threads=n_threads):
+        binary_rows(op, ndim, shape, x, xs, y, ys, z, r, r + 1)
+
+
+cdef void binary_rows(BinaryOp op, int ndim, const Py_ssize_t *shape,
+                      const floating *x, const Py_ssize_t *xs,
+                      const floating *y, const Py_ssize_t *ys,
+                      floating *z, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    """rows r0..r1-1 (over all axes but the last) of z := x op y"""
+    cdef Py_ssize_t inner = shape[ndim - 1], r, rest, off_x, off_y, idx
+    cdef int d
+    for r in range(r0, r1):
         rest = r
         off_x = 0
         off_y = 0
         for d in range(ndim - 2, -1, -1):
             idx = rest % shape[d]
             rest = rest // shape[d]
-            off_x = off_x + idx * xs[d]
-            off_y = off_y + idx * ys[d]
-        binary_row(op, x + off_x, xs[ndim - 1], y + off_y, ys[ndim - 1],
-                   z + r * inner, inner)
+            off_x += idx * xs[d]
+            off_y += idx * ys[d]
+        binary_row(op, x + off_x, xs[ndim - 1], y + off_y, ys[ndim - 1], z + r * inner, inner)
 
 
 def binary(int op, shape, x_strides, y_strides, cnp.ndarray x, cnp.ndarray y,
@@ -189,7 +228,7 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
                               floating *dx_full,       # OUT C-contiguous, dz where x wins
                               floating *dy_full,       # OUT C-contiguous, dz where y wins
                               int n_threads) noexcept nogil:
-    """dx_full := dz * [max(x, y) is x], dy_full := dz - dx_full (ties and NaN in x go to x)"""
+    """dx_full := dz where maximum picked x (x > y or x is NaN), dy_full := dz elsewhere"""
     cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r, rest, off_x, off_y, idx, i
     cdef const floating *xr
     cdef const floating *yr
@@ -212,7 +251,7 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
         for i in range(inner):
             a = xr[i * xs[ndim - 1]]
             b = yr[i * ys[ndim - 1]]
-            if a >= b or a != a:
+            if a > b or a != a:
                 dx_full[r * inner + i] = dz[r * inner + i]
                 dy_full[r * inner + i] = 0
             else:
@@ -346,3 +385,71 @@ def take_rows(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out, int n_threads
     else:
         with nogil:
             take_rows_kernel(<double *>px, row_stride, pi, n, <double *>po, cols, n_threads)
+
+
+# ----------------------------------------------------------------- lean call-overhead path
+# pyblasnn.ops tries these first: for the overwhelmingly common call (exact ndarrays of one
+# float dtype, same shape, C-contiguous, no out=, default threads) they allocate and compute
+# with a few C-level checks; for anything else they return None and ops takes the fully
+# validated path. They never raise.
+from _openmp cimport omp_get_max_threads
+
+
+cdef inline bint plain_float_array(object a, int typenum):
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and cnp.PyArray_ISALIGNED(arr))
+
+
+cdef inline int float_typenum(object a):
+    if type(a) is not cnp.ndarray:
+        return -1
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    return t if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64 else -1
+
+
+def try_relu(object x):
+    """relu(x) for a C-contiguous float32/float64 ndarray, else None."""
+    cdef int t = float_typenum(x)
+    if t < 0 or not plain_float_array(x, t):
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    cdef int nt = omp_get_max_threads()
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            relu_kernel(<float *>cnp.PyArray_DATA(xa), <float *>cnp.PyArray_DATA(y), n, nt)
+    else:
+        with nogil:
+            relu_kernel(<double *>cnp.PyArray_DATA(xa), <double *>cnp.PyArray_DATA(y), n, nt)
+    return y
+
+
+def try_add(object x, object y):
+    """x + y for two same-shape C-contiguous ndarrays of one float dtype, else None."""
+    cdef int t = float_typenum(x)
+    if t < 0 or not plain_float_array(x, t) or not plain_float_array(y, t):
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x, ya = <cnp.ndarray>y
+    cdef int nd = cnp.PyArray_NDIM(xa), d
+    if cnp.PyArray_NDIM(ya) != nd:
+        return None
+    for d in range(nd):
+        if cnp.PyArray_DIM(xa, d) != cnp.PyArray_DIM(ya, d):
+            return None
+    cdef cnp.ndarray z = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), t, 0)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    cdef Py_ssize_t one = 1
+    cdef int nt = omp_get_max_threads()
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            binary_kernel(OP_ADD, 1, &n, <float *>cnp.PyArray_DATA(xa), &one,
+                          <float *>cnp.PyArray_DATA(ya), &one, <float *>cnp.PyArray_DATA(z), nt)
+    else:
+        with nogil:
+            binary_kernel(OP_ADD, 1, &n, <double *>cnp.PyArray_DATA(xa), &one,
+                          <double *>cnp.PyArray_DATA(ya), &one, <double *>cnp.PyArray_DATA(z), nt)
+    return z

@@ -5,7 +5,7 @@ threads: ``get_num_threads`` / ``set_num_threads``; build facts: ``show_config()
 """
 __version__ = "0.1.0"
 
-from . import ops
+from . import datasets, ops
 from ._config import get_num_threads, set_num_threads, show_config
 from .ops import (add, add_backward, dense, dot, dot_backward, matmul, matmul_backward,
                   maximum, maximum_backward, relu, relu_backward, sum_to_shape, take_rows)

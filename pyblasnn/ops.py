@@ -102,7 +102,11 @@ def _coalesce(shape, *stride_lists):
 
 # --------------------------------------------------------------------------------- relu
 def relu(x, out=None, n_threads=None):
-    """y = max(x, 0) element-wise (NaN propagates, like numpy.maximum(x, 0)). Shape of x."""
+    """y = maximum(x, 0) element-wise, bit for bit as NumPy (NaN propagates, -0.0 -> 0.0)."""
+    if out is None and n_threads is None:
+        y = _ew.try_relu(x)
+        if y is not None:
+            return y
     x, dtype = _unary_dtype("relu", x)
     x = _contiguous_operand("relu", "x", x, dtype)
     nt = V.n_threads("relu", n_threads)
@@ -148,6 +152,10 @@ def _binary(op, code, x, y, out, n_threads):
 
 def add(x, y, out=None, n_threads=None):
     """z = x + y with NumPy broadcasting, e.g. (32, 10) + (10,) -> (32, 10)."""
+    if out is None and n_threads is None:
+        z = _ew.try_add(x, y)
+        if z is not None:
+            return z
     return _binary("add", _OP_ADD, x, y, out, n_threads)
 
 
@@ -173,7 +181,8 @@ def maximum(x, y, out=None, n_threads=None):
 def maximum_backward(dz, x, y, n_threads=None):
     """(dx, dy) for z = maximum(x, y): dz goes to the operand that was picked.
 
-    Ties (x == y) and NaN in x send the gradient to x, as maximum returns x there.
+    maximum returns x where x > y or x is NaN and y otherwise (ties included, as NumPy
+    does), and the gradient follows that choice.
     Each gradient is summed back to its operand's shape.
     """
     op = "maximum_backward"

@@ -1,0 +1,47 @@
+/* Contiguous inner loops of the element-wise kernels, written so the compiler turns every
+ * select into a vector blend (no data-dependent branch: relu_backward on random signs
+ * would otherwise mispredict half of its branches).
+ *
+ * On x86-64 Linux with GCC each loop is also compiled for AVX2 and picked at load time
+ * (target_clones / ifunc); elsewhere the portable build is the only one. Output may be one
+ * of the inputs (in-place), never a partial overlap (pyblasnn.ops guarantees that).
+ */
+#ifndef PBN_ELEMENTWISE_SPANS_H
+#define PBN_ELEMENTWISE_SPANS_H
+#include <stddef.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define PBN_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PBN_SIMD_CLONES
+#endif
+
+#define PBN_DEFINE_SPANS(T, SUF)                                                          \
+/* y := maximum(x, 0) exactly as numpy: NaN kept, -0.0 -> +0.0 */                            \
+PBN_SIMD_CLONES static void pbn_relu_span_##SUF(const T *x, T *y, ptrdiff_t n)            \
+{                                                                                         \
+    for (ptrdiff_t i = 0; i < n; i++) { T v = x[i]; y[i] = (v > (T)0 || v != v) ? v : (T)0; }         \
+}                                                                                         \
+/* dx := dy where x > 0 else 0 */                                                         \
+PBN_SIMD_CLONES static void pbn_relu_backward_span_##SUF(const T *dy, const T *x, T *dx,  \
+                                                         ptrdiff_t n)                     \
+{                                                                                         \
+    for (ptrdiff_t i = 0; i < n; i++) { T g = dy[i]; dx[i] = x[i] > (T)0 ? g : (T)0; }    \
+}                                                                                         \
+/* z := x + y */                                                                          \
+PBN_SIMD_CLONES static void pbn_add_span_##SUF(const T *x, const T *y, T *z, ptrdiff_t n) \
+{                                                                                         \
+    for (ptrdiff_t i = 0; i < n; i++) z[i] = x[i] + y[i];                                 \
+}                                                                                         \
+/* z := maximum(x, y) exactly as numpy: x where x > y or x is NaN, else y (ties -> y) */              \
+PBN_SIMD_CLONES static void pbn_maximum_span_##SUF(const T *x, const T *y, T *z,          \
+                                                   ptrdiff_t n)                           \
+{                                                                                         \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                   \
+        T a = x[i], b = y[i]; z[i] = (a > b || a != a) ? a : b; }                        \
+}
+
+PBN_DEFINE_SPANS(float, f32)
+PBN_DEFINE_SPANS(double, f64)
+
+#endif
