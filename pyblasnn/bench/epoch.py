@@ -33,8 +33,9 @@ def load_mnist(path=None):
     try:
         (x_train, y_train), (x_test, y_test) = load_data(path) if path else load_data()
     except Exception as exc:  # DatasetUnavailableError, network trouble, bad file...
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         raise discover.Unavailable(f"MNIST could not be loaded: {type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+                                   + " ".join(lines[:6])[:500]) from None
     prep = lambda x: (x.reshape(x.shape[0], -1).astype(np.float32) / np.float32(255))
     return prep(x_train), np.asarray(y_train, np.intp), prep(x_test), np.asarray(y_test, np.intp)
 
