@@ -37,7 +37,7 @@ SIZES = {
         book_rounds=1000,
         python_rounds=1000,
         python_sizes=dict(vec=1000, matvec=100, matmul=64),
-        heavy_min_flops=2e8,
+        heavy_min_flops=1e8,
         heavy_min_elements=10_000_000,
     ),
     "quick": dict(

@@ -2,7 +2,8 @@
 
 Trainers: pyblasnn's Sequential.fit (verbose=0), the plain NumPy trainer (numpy_mlp.py) and
 PyTorch CPU when importable (torch_mlp.py). All get the same thread count, learning rate,
-momentum and batch size; NumPy's and PyTorch's start from the same Glorot-uniform weights.
+momentum and batch size, and start from the same Glorot-uniform weights (pyblasnn's through
+Sequential.set_weights).
 After a short warm-up on a slice of the data, epochs are timed interleaved
 (A B C A B C ...), and each trainer's test accuracy is measured after its last epoch.
 """
@@ -46,7 +47,7 @@ class PyblasnnTrainer:
     name = "pyblasnn"
 
     def __init__(self, x_train, y_train, n_threads, batch_size=BATCH_SIZE,
-                 learning_rate=LEARNING_RATE, momentum=MOMENTUM):
+                 learning_rate=LEARNING_RATE, momentum=MOMENTUM, params=None):
         Sequential, Dense, SGD = discover.frontend()
         import pyblasnn
         self.pyblasnn = pyblasnn
@@ -56,6 +57,12 @@ class PyblasnnTrainer:
         self.model = Sequential([Dense(512, activation="relu"), Dense(10, activation="softmax")])
         self.model.compile(optimizer=SGD(learning_rate=learning_rate, momentum=momentum),
                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        self.same_init = False
+        if params is not None and hasattr(self.model, "set_weights"):
+            # start from the NumPy / PyTorch trainers' weights when the model allows it
+            self.model.build((None, x_train.shape[1]))
+            self.model.set_weights(params)
+            self.same_init = True
 
     def _threads(self):
         if self.n_threads:
@@ -69,7 +76,7 @@ class PyblasnnTrainer:
 
     def accuracy(self, x, y):
         self._threads()
-        res = self.model.evaluate(x, y, verbose=0)
+        res = self.model.evaluate(x, y, batch_size=1000, verbose=0)
         if isinstance(res, (list, tuple)) and len(res) >= 2:
             return float(res[1])
         pred = np.asarray(self.model.predict(x, verbose=0))
@@ -95,7 +102,7 @@ def run_epochs(n_threads, mode="full", mnist_path=None, progress=None, trainers=
     row["shape"] += f", {x_train.shape[0]} train / {x_test.shape[0]} test samples"
     params = init_params(np.random.default_rng(0))
     makers = {
-        "pyblasnn": lambda: PyblasnnTrainer(x_train, y_train, n_threads),
+        "pyblasnn": lambda: PyblasnnTrainer(x_train, y_train, n_threads, params=params),
         "numpy": lambda: NumpyMLP(x_train, y_train, BATCH_SIZE, LEARNING_RATE, MOMENTUM,
                                   seed=0, params=params),
         "pytorch": lambda: TorchMLP(x_train, y_train, params, BATCH_SIZE, LEARNING_RATE,
