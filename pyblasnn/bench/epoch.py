@@ -20,11 +20,13 @@ LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 BATCH_SIZE = 128
 
-#: Per mode: training / test samples (None = all), timed epochs, warm-up samples.
+#: Per mode: training / test samples (None = all), timed epochs, warm-up samples, and a
+#: budget in seconds: no new round of epochs starts once the timed ones took longer (a busy
+#: machine can make one epoch take a minute; the full run must stay near 10 minutes).
 EPOCH_SETTINGS = {
-    "full": dict(train=None, test=None, epochs=3, warmup=2560),
-    "quick": dict(train=4096, test=1000, epochs=1, warmup=256),
-    "tiny": dict(train=512, test=256, epochs=1, warmup=128),
+    "full": dict(train=None, test=None, epochs=3, warmup=2560, budget_s=150.0),
+    "quick": dict(train=4096, test=1000, epochs=1, warmup=256, budget_s=30.0),
+    "tiny": dict(train=512, test=256, epochs=1, warmup=128, budget_s=30.0),
 }
 
 
@@ -127,7 +129,12 @@ def run_epochs(n_threads, mode="full", mnist_path=None, progress=None, trainers=
             except Exception as exc:
                 row["unavailable"][name] = f"failed: {type(exc).__name__}: {exc}"
                 del live[name], samples[name]
+        t_epochs = time.perf_counter()
         for e in range(settings["epochs"]):
+            if e and time.perf_counter() - t_epochs > settings["budget_s"]:
+                row["note"] = (f"stopped after {e} of {settings['epochs']} epochs: the time "
+                               f"budget of {settings['budget_s']:.0f} s was used up")
+                break
             for name, tr in live.items():
                 if progress:
                     progress(f"epoch {e + 1}/{settings['epochs']} {name}")

@@ -212,7 +212,8 @@ def _document(result, markdown):
                            "lr 0.01; x NumPy = NumPy s / trainer s)"))
         parts.append(_render(*epoch_table(result), markdown))
         for r in kernel_rows(result, "epoch"):
-            parts.append(("- " if markdown else "") + f"data: {r['shape']}")
+            parts.append(("- " if markdown else "") + f"data: {r['shape']}"
+                         + (f"; {r['note']}" if r.get("note") else ""))
     probs = problems(result)
     if probs:
         parts.append(title("Skipped and failed rows"))
