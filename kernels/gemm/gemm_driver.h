@@ -1,0 +1,301 @@
+/* Blocked GEMM driver, included by gemm.c once per dtype. Expects:
+ *   T, SFX (f32 / f64), MR, NR (register tile), KC, MC, NC (cache blocks), UKR_T (kernel type).
+ *
+ * Loop nest (BLIS order), for C += A @ B:
+ *   jc: NC columns of C               B block (KC x NC) lives in L3, packed once, shared
+ *    pc: KC-deep slice of k           never split across threads
+ *     ic: MC rows of C                A block (MC x KC) lives in L2 (packed, shared) or is
+ *                                     read in place (the "unpacked A" path, see choose_pack_a)
+ *      tiles (jr, ir) of MR x NR      split among threads by contiguous ranges of tiles
+ * Every tile sums its kc products in the same order whatever thread runs it, and the pc
+ * slices are added to C in order, so the result never depends on the thread count. */
+
+#define FN(name) PBN_CAT(name, SFX)
+
+typedef struct {
+    pbn_int m, n, k;
+    const T *A; pbn_int rsa, csa; const pbn_int *a_rows;
+    const T *B; pbn_int rsb, csb;
+    T *C; pbn_int rsc, csc;
+    int accumulate; const T *bias; int relu;
+} FN(args);
+
+/* Portable micro-kernel: plain C, same tile shape and contract as the SIMD one. */
+static void FN(ukr_portable)(pbn_int kc, const T *const *a, pbn_int as, const T *b, pbn_int bs,
+                             T *c, pbn_int rsc, pbn_int csc, int mr, int nr,
+                             int load_c, const T *bias, int relu)
+{
+    T acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = 0;
+    for (pbn_int p = 0; p < kc; p++) {
+        const T *bp = b + p * bs;
+        for (int i = 0; i < MR; i++) {
+            const T ai = a[i][p * as];
+            for (int j = 0; j < NR; j++) acc[i][j] += ai * bp[j];
+        }
+    }
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            T *cp = c + i * rsc + j * csc;
+            T s = acc[i][j];
+            if (load_c) s = *cp + s;
+            if (bias) s = s + bias[j];
+            if (relu) s = s < 0 ? (T)0 : s;
+            *cp = s;
+        }
+}
+
+/* Pack rows i0..i0+mr (mr <= MR) x cols p0..p0+kc of A into one MR x kc panel,
+ * element (i, p) at dst[p * MR + i]; rows past mr are zero. */
+static void FN(pack_a_panel)(const FN(args) *g, pbn_int i0, int mr, pbn_int p0, pbn_int kc,
+                             T *restrict dst)
+{
+    const T *r[MR];
+    for (int i = 0; i < MR; i++) {
+        pbn_int row = i0 + (i < mr ? i : 0);
+        if (g->a_rows) row = g->a_rows[row];
+        r[i] = g->A + row * g->rsa + p0 * g->csa;
+    }
+    const pbn_int csa = g->csa;
+    if (mr == MR && csa == 1) {                       /* row-major A: MR streams */
+        for (pbn_int p = 0; p < kc; p++)
+            for (int i = 0; i < MR; i++) dst[p * MR + i] = r[i][p];
+    } else if (mr == MR && g->rsa == 1 && !g->a_rows) { /* transposed A: MR contiguous */
+        const T *s = r[0];
+        for (pbn_int p = 0; p < kc; p++)
+            for (int i = 0; i < MR; i++) dst[p * MR + i] = s[p * csa + i];
+    } else {
+        for (pbn_int p = 0; p < kc; p++)
+            for (int i = 0; i < MR; i++) dst[p * MR + i] = i < mr ? r[i][p * csa] : (T)0;
+    }
+}
+
+/* Pack rows p0..p0+kc x cols j0..j0+nr (nr <= NR) of B into one kc x NR panel,
+ * element (p, j) at dst[p * NR + j]; columns past nr are zero. */
+static void FN(pack_b_panel)(const FN(args) *g, pbn_int p0, pbn_int kc, pbn_int j0, int nr,
+                             T *restrict dst)
+{
+    const pbn_int rsb = g->rsb, csb = g->csb;
+    const T *src = g->B + p0 * rsb + j0 * csb;
+    if (nr == NR && csb == 1) {                       /* row-major B: NR contiguous */
+        for (pbn_int p = 0; p < kc; p++)
+            for (int j = 0; j < NR; j++) dst[p * NR + j] = src[p * rsb + j];
+    } else if (rsb == 1) {                            /* transposed B: columns contiguous */
+        for (int j = 0; j < NR; j++) {
+            if (j < nr) {
+                const T *s = src + j * csb;
+                for (pbn_int p = 0; p < kc; p++) dst[p * NR + j] = s[p];
+            } else {
+                for (pbn_int p = 0; p < kc; p++) dst[p * NR + j] = 0;
+            }
+        }
+    } else {
+        for (pbn_int p = 0; p < kc; p++)
+            for (int j = 0; j < NR; j++) dst[p * NR + j] = j < nr ? src[p * rsb + j * csb] : (T)0;
+    }
+}
+
+/* Balanced KC: the number of k slices is ceil(k / KC) and the slices are as even as
+ * possible. Depends on k only, so every C element sees the same slices whatever part
+ * of C a thread computes. */
+static inline pbn_int FN(kc_block)(pbn_int k)
+{
+    pbn_int nk = (k + KC - 1) / KC;
+    return (k + nk - 1) / nk;
+}
+
+/* Serial blocked GEMM on rows i_lo..i_hi, columns j_lo..j_hi of C (the whole k range).
+ * Bp holds kc_block x round_up(min(cols, NC), NR) elements; Ap MC x kc_block (if pack_a).
+ * Threads run it on disjoint rectangles of C, with private buffers and no barriers. */
+static void FN(gemm_body)(const FN(args) *g, UKR_T ukr, int pack_a, int pack_b, T *Bp, T *Ap,
+                          pbn_int i_lo, pbn_int i_hi, pbn_int j_lo, pbn_int j_hi)
+{
+    const pbn_int k = g->k, kcb = FN(kc_block)(k);
+    const T *arow[MR];
+    for (pbn_int jc = j_lo; jc < j_hi; jc += NC) {
+        const pbn_int nc = j_hi - jc < NC ? j_hi - jc : NC;
+        const pbn_int npn = (nc + NR - 1) / NR;
+        for (pbn_int pc = 0; pc < k; pc += kcb) {
+            const pbn_int kc = k - pc < kcb ? k - pc : kcb;
+            const int load_c = pc > 0 || g->accumulate;
+            const int last = pc + kc == k;
+            const T *bias = last ? g->bias : NULL;
+            const int relu = last && g->relu;
+
+            for (pbn_int q = 0; q < npn; q++) {
+                const pbn_int j0 = jc + q * NR;
+                const int nr = (int)(j_hi - j0 < NR ? j_hi - j0 : NR);
+                if (pack_b || nr < NR) FN(pack_b_panel)(g, pc, kc, j0, nr, Bp + q * NR * kc);
+            }
+            for (pbn_int ic = i_lo; ic < i_hi; ic += MC) {
+                const pbn_int mc = i_hi - ic < MC ? i_hi - ic : MC;
+                const pbn_int npm = (mc + MR - 1) / MR;
+                if (pack_a)
+                    for (pbn_int q = 0; q < npm; q++) {
+                        const pbn_int i0 = ic + q * MR;
+                        FN(pack_a_panel)(g, i0, (int)(i_hi - i0 < MR ? i_hi - i0 : MR), pc, kc,
+                                         Ap + q * MR * kc);
+                    }
+                /* jr outer, ir inner: one B micro-panel stays in L1 across the A panels */
+                for (pbn_int jr = 0; jr < npn; jr++) {
+                    const pbn_int j0 = jc + jr * NR;
+                    const int nr = (int)(j_hi - j0 < NR ? j_hi - j0 : NR);
+                    const T *bsl = Bp + jr * NR * kc;
+                    pbn_int bs = NR;
+                    if (!pack_b && nr == NR) { bsl = g->B + pc * g->rsb + j0; bs = g->rsb; }
+                    for (pbn_int ir = 0; ir < npm; ir++) {
+                        const pbn_int i0 = ic + ir * MR;
+                        const int mr = (int)(i_hi - i0 < MR ? i_hi - i0 : MR);
+                        pbn_int as;
+                        if (pack_a) {
+                            const T *panel = Ap + ir * MR * kc;
+                            for (int i = 0; i < MR; i++) arow[i] = panel + i;
+                            as = MR;
+                        } else {
+                            for (int i = 0; i < MR; i++) {
+                                pbn_int row = i0 + (i < mr ? i : 0);
+                                if (g->a_rows) row = g->a_rows[row];
+                                arow[i] = g->A + row * g->rsa + pc * g->csa;
+                            }
+                            as = g->csa;
+                        }
+                        ukr(kc, arow, as, bsl, bs, g->C + i0 * g->rsc + j0 * g->csc,
+                            g->rsc, g->csc, mr, nr, load_c, bias ? bias + j0 : NULL, relu);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* k == 0: C := (accumulate ? C : 0), then the epilogue. */
+static void FN(gemm_k0)(const FN(args) *g)
+{
+    for (pbn_int i = 0; i < g->m; i++)
+        for (pbn_int j = 0; j < g->n; j++) {
+            T *cp = g->C + i * g->rsc + j * g->csc;
+            T s = g->accumulate ? *cp : (T)0;
+            if (g->bias) s = s + g->bias[j];
+            if (g->relu) s = s < 0 ? (T)0 : s;
+            *cp = s;
+        }
+}
+
+/* Fallback when the packing buffers cannot be allocated: one dot product per element. */
+static void FN(gemm_naive)(const FN(args) *g)
+{
+    for (pbn_int i = 0; i < g->m; i++) {
+        const T *a = g->A + (g->a_rows ? g->a_rows[i] : i) * g->rsa;
+        for (pbn_int j = 0; j < g->n; j++) {
+            T *cp = g->C + i * g->rsc + j * g->csc, s = 0;
+            for (pbn_int p = 0; p < g->k; p++) s += a[p * g->csa] * g->B[p * g->rsb + j * g->csb];
+            if (g->accumulate) s = *cp + s;
+            if (g->bias) s = s + g->bias[j];
+            if (g->relu) s = s < 0 ? (T)0 : s;
+            *cp = s;
+        }
+    }
+}
+
+static size_t FN(bp_elems)(pbn_int n, pbn_int k)
+{
+    pbn_int nc = n < NC ? n : NC;
+    return (size_t)FN(kc_block)(k) * (size_t)((nc + NR - 1) / NR * NR);
+}
+
+static size_t FN(ap_elems)(pbn_int m, pbn_int k)
+{
+    pbn_int mc = m < MC ? m : MC;
+    return (size_t)FN(kc_block)(k) * (size_t)((mc + MR - 1) / MR * MR);
+}
+
+/* Thread grid tm x tn over C: thread (a, b) computes row block a, column block b.
+ * A is packed once per column block and B once per row block, so pick the grid that
+ * duplicates the least packing, with at least one MR x NR tile per thread. */
+static void FN(thread_grid)(pbn_int m, pbn_int n, pbn_int k, int nth, int *tm, int *tn)
+{
+    const pbn_int pm = (m + MR - 1) / MR, pn = (n + NR - 1) / NR;
+    double best = -1;
+    *tm = 1; *tn = 1;
+    for (int b = 1; b <= nth; b++) {
+        if (nth % b) continue;
+        const int a = nth / b;
+        if (a > pm || b > pn) continue;
+        /* elements packed in all: A once per column block, B once per row block */
+        const double cost = (double)b * (double)m * (double)k + (double)a * (double)k * (double)n;
+        if (best < 0 || cost < best) { best = cost; *tm = a; *tn = b; }
+    }
+}
+
+static void FN(gemm)(const FN(args) *g, int n_threads)
+{
+    if (g->m <= 0 || g->n <= 0) return;
+    if (g->k <= 0) { FN(gemm_k0)(g); return; }
+    const UKR_T ukr = pbn_use_simd() ? FN(ukr_simd) : FN(ukr_portable);
+    const int pack_a = pbn_choose_pack_a(g->m, g->n, g->k);
+    const int pack_b = !(pbn_choose_read_b(g->m, g->n, g->k) && g->csb == 1);
+    const double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
+    int nt = n_threads < 1 ? 1 : n_threads;
+    if (flops < PBN_PARALLEL_MIN_FLOPS) nt = 1;
+    int tm = 1, tn = 1;
+    if (nt > 1) FN(thread_grid)(g->m, g->n, g->k, nt, &tm, &tn);
+    nt = tm * tn;
+
+    /* per-thread buffers: B panels for the thread's columns, A panels for its rows */
+    const pbn_int pm = (g->m + MR - 1) / MR, pn = (g->n + NR - 1) / NR;
+    const pbn_int cols = (pn + tn - 1) / tn * NR, rows = (pm + tm - 1) / tm * MR;
+    const size_t nb = FN(bp_elems)(cols, g->k), na = pack_a ? FN(ap_elems)(rows, g->k) : 0;
+    const size_t per = (nb + na + 15) / 16 * 16;  /* keep each thread's part 64-byte aligned */
+    void *mem = pbn_alloc(per * (size_t)nt * sizeof(T));
+    if (!mem) { FN(gemm_naive)(g); return; }  /* out of memory: slow but correct */
+    T *buf = (T *)pbn_align(mem);
+
+    if (nt == 1) {
+        FN(gemm_body)(g, ukr, pack_a, pack_b, buf, buf + nb, 0, g->m, 0, g->n);
+    } else {
+        _Pragma("omp parallel for num_threads(nt) schedule(static)")
+        for (int t = 0; t < nt; t++) {
+            const int a = t / tn, b = t % tn;
+            const pbn_int i_lo = pm * a / tm * MR, i_hi = pm * (a + 1) / tm * MR;
+            const pbn_int j_lo = pn * b / tn * NR, j_hi = pn * (b + 1) / tn * NR;
+            T *bt = buf + per * (size_t)t;
+            FN(gemm_body)(g, ukr, pack_a, pack_b, bt, bt + nb,
+                          i_lo, i_hi < g->m ? i_hi : g->m, j_lo, j_hi < g->n ? j_hi : g->n);
+        }
+    }
+    free(mem);
+}
+
+static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
+        const T *A, const pbn_int *a_off, pbn_int rsa, pbn_int csa,
+        const T *B, const pbn_int *b_off, pbn_int rsb, pbn_int csb,
+        T *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc, int n_threads)
+{
+    if (batch <= 0 || m <= 0 || n <= 0) return;
+    const UKR_T ukr = pbn_use_simd() ? FN(ukr_simd) : FN(ukr_portable);
+    const int pack_a = k > 0 && pbn_choose_pack_a(m, n, k);
+    const int pack_b = !(k > 0 && pbn_choose_read_b(m, n, k) && csb == 1);
+    const double flops = 2.0 * (double)m * (double)n * (double)(k > 0 ? k : 1) * (double)batch;
+    int nt = n_threads < 1 ? 1 : n_threads;
+    if (flops < PBN_PARALLEL_MIN_FLOPS) nt = 1;
+    if (nt > batch) nt = (int)batch;
+    const size_t nb = k > 0 ? FN(bp_elems)(n, k) : 0, na = pack_a ? FN(ap_elems)(m, k) : 0;
+
+    _Pragma("omp parallel num_threads(nt)")
+    {
+        void *mem = pbn_alloc((nb + na) * sizeof(T));
+        T *Bp = mem ? (T *)pbn_align(mem) : NULL, *Ap = Bp ? Bp + nb : NULL;
+        _Pragma("omp for schedule(static)")
+        for (pbn_int b = 0; b < batch; b++) {
+            FN(args) g = { m, n, k, A + a_off[b], rsa, csa, NULL, B + b_off[b], rsb, csb,
+                           C + c_off[b], rsc, csc, 0, NULL, 0 };
+            if (k <= 0) FN(gemm_k0)(&g);
+            else if (Bp) FN(gemm_body)(&g, ukr, pack_a, pack_b, Bp, Ap, 0, m, 0, n);
+            else FN(gemm_naive)(&g);
+        }
+        free(mem);
+    }
+}
+
+#undef FN

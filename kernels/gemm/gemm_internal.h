@@ -1,0 +1,43 @@
+/* Private declarations shared by the GEMM engine's translation units (not part of the API).
+ *
+ * Micro-kernel contract (one MR x NR tile of C):
+ *   a[i] (i < MR) points at row i of the A sliver; its element p is a[i][p * as].
+ *     packed A:   a[i] = panel + i, as = MR  (one contiguous MR x kc panel)
+ *     unpacked A: a[i] = &A[row(i), pc], as = csa (rows past mr repeat a valid row)
+ *   b is an NR-column sliver of B: element (p, j) at b[p * bs + j]
+ *     packed B:   bs = NR, zero-padded past nr
+ *     unpacked B: b = &B[pc, j0], bs = rsb (only when csb == 1 and nr == NR)
+ *   The tile is computed in full (MR x NR) and only mr x nr of it is written to C:
+ *     C := (load_c ? C : 0) + acc;  C += bias[j] if bias;  C := max(C, 0) if relu
+ *   where bias, when given, already points at the tile's first column.
+ */
+#ifndef PBN_GEMM_INTERNAL_H
+#define PBN_GEMM_INTERNAL_H
+#include "gemm.h"
+
+#define PBN_CAT_(a, b) a##_##b
+#define PBN_CAT(a, b) PBN_CAT_(a, b)
+
+/* Register-tile shapes; the AVX2 and portable kernels share them so packing is shared. */
+#define PBN_MR_F32 6
+#define PBN_NR_F32 16
+#define PBN_MR_F64 6
+#define PBN_NR_F64 8
+
+typedef void (*pbn_ukr_f32)(pbn_int kc, const float *const *a, pbn_int as, const float *b, pbn_int bs,
+                            float *c, pbn_int rsc, pbn_int csc, int mr, int nr,
+                            int load_c, const float *bias, int relu);
+typedef void (*pbn_ukr_f64)(pbn_int kc, const double *const *a, pbn_int as, const double *b, pbn_int bs,
+                            double *c, pbn_int rsc, pbn_int csc, int mr, int nr,
+                            int load_c, const double *bias, int relu);
+
+/* AVX2 + FMA micro-kernels (gemm_avx2.c); only call them when pbn_cpu_has_avx2_fma(). */
+void pbn_ukr_avx2_f32(pbn_int kc, const float *const *a, pbn_int as, const float *b, pbn_int bs,
+                      float *c, pbn_int rsc, pbn_int csc, int mr, int nr,
+                      int load_c, const float *bias, int relu);
+void pbn_ukr_avx2_f64(pbn_int kc, const double *const *a, pbn_int as, const double *b, pbn_int bs,
+                      double *c, pbn_int rsc, pbn_int csc, int mr, int nr,
+                      int load_c, const double *bias, int relu);
+int pbn_cpu_has_avx2_fma(void);
+
+#endif
