@@ -91,6 +91,7 @@ def plot_elementwise(plt, result, path):
         return False
     ax.axhline(1.0, color="gray", ls=":")
     ax.set_xscale("log")
+    ax.set_yscale("log")  # ratios: 0.1x and 10x are equally far from parity
     ax.set_xlabel("elements (float32)")
     ax.set_ylabel("speedup over NumPy (NumPy time / pyblasnn time)")
     ax.set_title(f"element-wise kernels — {_title_suffix(result)}", fontsize=9)
@@ -114,6 +115,7 @@ def plot_batched(plt, result, path):
                 label=f"batch of {count}")
     ax.axhline(1.0, color="gray", ls=":")
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
     ax.set_xlabel("matrix size n  (batch x (n,n) @ (n,n), float32)")
     ax.set_ylabel("speedup over numpy.matmul")
     ax.set_title(f"batched matmul — {_title_suffix(result)}", fontsize=9)
