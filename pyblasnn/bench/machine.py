@@ -112,7 +112,6 @@ def machine_info():
     mhz = cpu_mhz(text)
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "hostname": platform.node(),
         "platform": platform.platform(),
         "cpu_model": _field(text, "model name") or platform.processor() or platform.machine(),
         "cpu_mhz": round(mhz, 1) if mhz else None,
