@@ -24,6 +24,8 @@ from setuptools import Extension, setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELS = os.path.join("kernels")
 GEMM_SOURCES = sorted(glob.glob(os.path.join(KERNELS, "gemm", "*.c")))
+# Headers every module may include: listed so that editing one triggers a rebuild.
+HEADERS = sorted(glob.glob(os.path.join(KERNELS, "*.h")) + glob.glob(os.path.join(KERNELS, "gemm", "*.h")))
 USES_GEMM = {"linalg"}
 
 OPENMP_PROBE = r"""
@@ -84,6 +86,7 @@ def extensions():
         exts.append(Extension(
             "pyblasnn._kernels." + name,
             sources=sources,
+            depends=HEADERS,
             include_dirs=[KERNELS, numpy.get_include()],
             define_macros=macros,
             extra_compile_args=base_compile + omp_compile,

@@ -25,6 +25,8 @@ def set_num_threads(n):
     n: a positive int, or -1 for every processor available.
     """
     try:
+        if isinstance(n, (bool, np.bool_)):
+            raise TypeError
         n = operator.index(n)
     except TypeError:
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}") from None

@@ -44,21 +44,31 @@ def _unary_dtype(op, x):
     return arr, V.result_dtype(op, arr)
 
 
-def _output(op, out, shape, dtype, *inputs):
+def _output(op, out, shape, dtype, *inputs, elementwise=True):
     """(buffer the kernel writes, array returned to the caller).
 
     A fresh array when out is None; out itself when it is safe to write; a temporary that
     is copied into out afterwards when out overlaps an input in a way that would corrupt
-    the result.
+    the result. Writing over an input of the same layout is safe only for element-wise
+    kernels (each output element reads just its own input element); GEMM and gathers
+    read other elements after writing, so for them any overlap takes the temporary.
     """
     if out is None:
         buf = np.empty(shape, dtype)
         return buf, buf
     V.check_out(op, out, shape, dtype)
     for arr in inputs:
-        if np.may_share_memory(out, arr) and not V.same_layout(out, arr):
+        if np.may_share_memory(out, arr) and not (elementwise and V.same_layout(out, arr)):
             return np.empty(shape, dtype), out
     return out, out
+
+
+def _prod(shape):
+    """Number of elements of shape, as a Python int (1 for ())."""
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 
 
 def _finish(buf, out):
@@ -137,8 +147,9 @@ def relu_backward(dy, x, out=None, n_threads=None):
 def _binary(op, code, x, y, out, n_threads):
     x_arr = V.as_array(op, "x", x)
     y_arr = V.as_array(op, "y", y)
-    dtype = V.result_dtype(op, x_arr if isinstance(x, np.ndarray) else x,
-                           y_arr if isinstance(y, np.ndarray) else y)
+    # Python scalars stay "weak" (NumPy's NEP 50 promotion); anything else as its array
+    dtype = V.result_dtype(op, x if type(x) in (int, float, bool) else x_arr,
+                           y if type(y) in (int, float, bool) else y_arr)
     x_arr = _operand(op, "x", x_arr, dtype)
     y_arr = _operand(op, "y", y_arr, dtype)
     shape = x_arr.shape if x_arr.shape == y_arr.shape else V.broadcast_shape(op, x_arr.shape, y_arr.shape)
@@ -169,8 +180,9 @@ def add_backward(dz, x_shape, y_shape, n_threads=None):
     if dz_arr.shape != z_shape:
         raise ValueError(f"{op}: dz.shape {dz_arr.shape} != broadcast shape {z_shape} "
                          f"of x_shape {x_shape} and y_shape {y_shape}")
-    return (sum_to_shape(dz_arr, x_shape, n_threads=n_threads),
-            sum_to_shape(dz_arr, y_shape, n_threads=n_threads))
+    nt = V.n_threads(op, n_threads)
+    return (sum_to_shape(dz_arr, x_shape, n_threads=nt),
+            sum_to_shape(dz_arr, y_shape, n_threads=nt))
 
 
 def maximum(x, y, out=None, n_threads=None):
@@ -299,12 +311,14 @@ def matmul(a, b, out=None, n_threads=None):
     a, b, dtype = _float_pair(op, a, b)
     shape = V.matmul_shapes(op, a.shape, b.shape)
     nt = V.n_threads(op, n_threads)
-    buf, res = _output(op, out, shape, dtype, a, b)
+    buf, res = _output(op, out, shape, dtype, a, b, elementwise=False)
     a2 = a if a.ndim >= 2 else a.reshape(1, -1)
     b2 = b if b.ndim >= 2 else b.reshape(-1, 1)
-    batch = V.broadcast_shape(op, a2.shape[:-2], b2.shape[:-2])
+    batch = shape[:len(shape) - (a.ndim >= 2) - (b.ndim >= 2)]  # the broadcast batch axes
     c2 = buf.reshape(batch + (a2.shape[-2], b2.shape[-1]))
     _matmul_into(a2, b2, c2, nt)
+    if res.ndim == 0 and out is None:  # vector @ vector is a scalar, as in numpy.matmul
+        return res[()]
     return _finish(buf, res)
 
 
@@ -320,7 +334,7 @@ def matmul_backward(dc, a, b, n_threads=None):
     nt = V.n_threads(op, n_threads)
     a2 = a if a.ndim >= 2 else a.reshape(1, -1)
     b2 = b if b.ndim >= 2 else b.reshape(-1, 1)
-    batch = V.broadcast_shape(op, a2.shape[:-2], b2.shape[:-2])
+    batch = c_shape[:len(c_shape) - (a.ndim >= 2) - (b.ndim >= 2)]
     dc2 = dc_arr.reshape(batch + (a2.shape[-2], b2.shape[-1]))
     bt = np.swapaxes(b2, -1, -2)
     at = np.swapaxes(a2, -1, -2)
@@ -356,15 +370,16 @@ def dot(x, y, out=None, n_threads=None):
                          f"supported; multiply instead")
     shape = V.dot_shapes(op, x.shape, y.shape)
     nt = V.n_threads(op, n_threads)
-    buf, res = _output(op, out, shape, dtype, x, y)
+    buf, res = _output(op, out, shape, dtype, x, y, elementwise=False)
     d = x.shape[-1]
-    x2 = x.reshape(-1, d) if x.ndim != 2 else x
+    # explicit row counts: reshape(-1, d) is ambiguous (an error) when d == 0
+    x2 = x.reshape(_prod(x.shape[:-1]), d) if x.ndim != 2 else x
     if y.ndim <= 2:
-        y2 = y if y.ndim == 2 else y.reshape(-1, 1)
+        y2 = y if y.ndim == 2 else y.reshape(d, 1)
         _la.gemm(x2, y2, buf.reshape(x2.shape[0], y2.shape[1]), False, None, False, None, nt)
     else:
         e = y.shape[-1]
-        y3 = y.reshape(-1, d, e)
+        y3 = y.reshape(_prod(y.shape[:-2]), d, e)
         c = buf.reshape(x2.shape[0], y3.shape[0], e).transpose(1, 0, 2)
         a_off = np.zeros(y3.shape[0], np.intp)
         b_off = np.arange(y3.shape[0], dtype=np.intp) * (y3.strides[0] // y3.itemsize)
@@ -389,10 +404,10 @@ def dot_backward(dz, x, y, n_threads=None):
     dz_arr = _contiguous_operand(op, "dz", dz_arr, dtype)
     nt = V.n_threads(op, n_threads)
     d = x.shape[-1]
-    x2 = x.reshape(-1, d) if x.ndim != 2 else x
+    x2 = x.reshape(_prod(x.shape[:-1]), d) if x.ndim != 2 else x
     p = x2.shape[0]
     if y.ndim <= 2:
-        y2 = y if y.ndim == 2 else y.reshape(-1, 1)
+        y2 = y if y.ndim == 2 else y.reshape(d, 1)
         dz2 = dz_arr.reshape(p, y2.shape[1])
         dx = np.empty((p, d), dtype)
         dy = np.empty(y2.shape, dtype)
@@ -400,7 +415,7 @@ def dot_backward(dz, x, y, n_threads=None):
         _la.gemm(x2.T, dz2, dy, False, None, False, None, nt)
         return dx.reshape(x.shape), dy.reshape(y.shape)
     e = y.shape[-1]
-    y3 = y.reshape(-1, d, e)
+    y3 = y.reshape(_prod(y.shape[:-2]), d, e)
     dz3 = dz_arr.reshape(p, y3.shape[0], e)
     dx = np.zeros((p, d), dtype)
     dy = np.empty(y3.shape, dtype)
@@ -416,6 +431,7 @@ def dense(x, kernel, bias=None, activation=None, out=None, rows=None, n_threads=
 
     x: (N, d); kernel: (d, units); bias: (units,) or None; rows: optional (n,) row
     indices into x (a minibatch gather that is never copied); y: (n or N, units).
+    The layer computes in the dtype of x @ kernel; a bias of another dtype is cast to it.
     """
     op = "dense"
     if activation not in (None, "linear", "relu"):
@@ -435,7 +451,8 @@ def dense(x, kernel, bias=None, activation=None, out=None, rows=None, n_threads=
         rows = V.rows_index(op, "rows", rows, x.shape[0])
     n = x.shape[0] if rows is None else rows.shape[0]
     nt = V.n_threads(op, n_threads)
-    buf, res = _output(op, out, (n, units), dtype, x, kernel, *([bias] if bias is not None else []))
+    buf, res = _output(op, out, (n, units), dtype, x, kernel,
+                       *([bias] if bias is not None else []), elementwise=False)
     _la.gemm(x, kernel, buf, False, bias, activation == "relu", rows, nt)
     return _finish(buf, res)
 
@@ -452,7 +469,7 @@ def take_rows(x, indices, out=None, n_threads=None):
         x_arr = np.ascontiguousarray(x_arr)
     idx = V.rows_index(op, "indices", indices, x_arr.shape[0])
     nt = V.n_threads(op, n_threads)
-    buf, res = _output(op, out, (idx.shape[0], x_arr.shape[1]), dtype, x_arr)
+    buf, res = _output(op, out, (idx.shape[0], x_arr.shape[1]), dtype, x_arr, elementwise=False)
     if buf.size:
         _ew.take_rows(x_arr, idx, buf, nt)
     return _finish(buf, res)

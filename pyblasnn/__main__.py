@@ -1,0 +1,152 @@
+"""``python -m pyblasnn``: train the book's MNIST network (Deep Learning with Python, ch. 2).
+
+    Dense(512, relu) -> Dense(10, softmax), sparse categorical cross-entropy, 5 epochs of
+    batch 128; prints Keras-style progress, then test accuracy, seconds per epoch and
+    training samples per second.
+
+The default optimizer is SGD(learning_rate=0.1, momentum=0.9): on MNIST it reaches test
+accuracy >= 0.978 in 5 epochs, like the book's RMSprop (learning_rate=0.001) but at the same
+cost per step and with fewer epochs to get there.
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_LR = {"sgd": 0.1, "rmsprop": 0.001}
+DEFAULT_MOMENTUM = {"sgd": 0.9, "rmsprop": 0.0}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="pyblasnn",
+        description="Train the MNIST network of Deep Learning with Python (ch. 2) on "
+                    "pyblasnn's kernels: Dense(512, relu) -> Dense(10, softmax).")
+    p.add_argument("--epochs", type=int, default=5, help="passes over the data (default 5)")
+    p.add_argument("--batch-size", type=int, default=128, help="minibatch size (default 128)")
+    p.add_argument("--optimizer", choices=["sgd", "rmsprop"], default="sgd",
+                   help="sgd (with momentum, default) or rmsprop (the book's choice)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="default 0.1 for sgd, 0.001 for rmsprop")
+    p.add_argument("--momentum", type=float, default=None,
+                   help="default 0.9 for sgd, 0.0 for rmsprop")
+    p.add_argument("--threads", type=int, default=None,
+                   help="kernel threads (default: OMP_NUM_THREADS or every core; -1 = all)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed for weight init and shuffling (bit-reproducible runs)")
+    p.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist")
+    p.add_argument("--train-samples", type=int, default=None, metavar="N",
+                   help="train on the first N training images only (quick runs)")
+    p.add_argument("--save", metavar="PATH", default=None,
+                   help="save the trained model (.npz: architecture, weights, optimizer state)")
+    p.add_argument("--plot", metavar="PATH", default=None,
+                   help="write a PNG of loss and accuracy per epoch (needs matplotlib)")
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
+                   help="progress: 0 silent, 1 progress bar (default), 2 one line per epoch")
+    return p
+
+
+def _check_args(parser, args):
+    if args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.train_samples is not None and args.train_samples < 1:
+        parser.error(f"--train-samples must be >= 1, got {args.train_samples}")
+    if args.threads is not None and args.threads < 1 and args.threads != -1:
+        parser.error(f"--threads must be >= 1 or -1, got {args.threads}")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib, which is not installed "
+                         "(pip install matplotlib), or leave --plot out")
+
+
+def load_dataset(name):
+    if name == "mnist":
+        from .datasets import mnist as source
+    else:
+        from .datasets import fashion_mnist as source
+    (x_train, y_train), (x_test, y_test) = source.load_data()
+    x_train = x_train.reshape((x_train.shape[0], -1)).astype("float32") / 255
+    x_test = x_test.reshape((x_test.shape[0], -1)).astype("float32") / 255
+    return (x_train, y_train), (x_test, y_test)
+
+
+def plot_history(history, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    epochs = range(1, len(history.history["loss"]) + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, history.history["loss"], "o-", label="training loss")
+    ax_acc.plot(epochs, history.history["accuracy"], "o-", label="training accuracy")
+    for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+
+    import pyblasnn
+    from pyblasnn import layers, optimizers
+
+    if args.threads is not None:
+        pyblasnn.set_num_threads(args.threads)
+    lr = args.learning_rate if args.learning_rate is not None else DEFAULT_LR[args.optimizer]
+    momentum = args.momentum if args.momentum is not None else DEFAULT_MOMENTUM[args.optimizer]
+    try:
+        if args.optimizer == "sgd":
+            optimizer = optimizers.SGD(learning_rate=lr, momentum=momentum)
+        else:
+            optimizer = optimizers.RMSprop(learning_rate=lr, momentum=momentum)
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+
+    try:
+        (x_train, y_train), (x_test, y_test) = load_dataset(args.dataset)
+    except OSError as exc:
+        print(f"pyblasnn: cannot load {args.dataset}: {exc}", file=sys.stderr)
+        return 1
+    if args.train_samples is not None:
+        x_train, y_train = x_train[:args.train_samples], y_train[:args.train_samples]
+
+    model = pyblasnn.Sequential([layers.Dense(512, activation="relu"),
+                                 layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    print(f"pyblasnn {pyblasnn.__version__}: {args.dataset}, {x_train.shape[0]} train / "
+          f"{x_test.shape[0]} test images; Dense(512, relu) -> Dense(10, softmax); "
+          f"{optimizer!r}; batch {args.batch_size}; {pyblasnn.get_num_threads()} threads",
+          flush=True)
+
+    start = time.perf_counter()
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        verbose=args.verbose, seed=args.seed)
+    train_seconds = time.perf_counter() - start
+    test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=args.batch_size,
+                                         verbose=0)
+    per_epoch = train_seconds / args.epochs
+    print(f"test accuracy: {test_acc:.4f}  test loss: {test_loss:.4f}")
+    print(f"seconds per epoch: {per_epoch:.2f}  samples per second: "
+          f"{x_train.shape[0] / per_epoch:,.0f}")
+    if args.save:
+        model.save(args.save)
+        print(f"saved model to {args.save}")
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"saved plot to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

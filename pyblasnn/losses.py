@@ -1,0 +1,85 @@
+"""Keras-style losses: ``SparseCategoricalCrossentropy`` on the fused loss kernels."""
+import numpy as np
+
+from . import _validation as _v
+from . import fused
+
+__all__ = ["Loss", "SparseCategoricalCrossentropy", "sparse_categorical_crossentropy", "get"]
+
+
+class Loss:
+    """Base class: ``loss(y_true, y_pred)`` returns the mean loss as a float."""
+
+    name = "loss"
+
+    def get_config(self):
+        return {}
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Cross-entropy between integer labels and predicted class scores.
+
+    ``from_logits=False``: ``y_pred`` holds probabilities; loss = mean(-log(clip(p[label],
+    1e-7, 1 - 1e-7))). ``from_logits=True``: ``y_pred`` holds logits; loss = mean(
+    logsumexp(z) - z[label]), computed stably. When a model's last layer is
+    ``Dense(..., activation="softmax")`` and ``from_logits=False``, the model hands this loss
+    the pre-softmax logits instead, so softmax and loss are computed together and the gradient
+    is (p - onehot) / n, exactly as for from_logits=True.
+    """
+
+    name = "sparse_categorical_crossentropy"
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+
+    def __repr__(self):
+        return f"SparseCategoricalCrossentropy(from_logits={self.from_logits})"
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
+
+    def __call__(self, y_true, y_pred):
+        y_pred = np.asarray(y_pred)
+        if y_pred.dtype not in (np.float32, np.float64):
+            y_pred = y_pred.astype(np.float32)
+        if y_pred.ndim != 2:
+            raise ValueError(f"{self.name}: y_pred must be 2-D (samples, classes), got shape "
+                             f"{y_pred.shape}")
+        y_pred = np.ascontiguousarray(y_pred)
+        labels = _v.as_sparse_labels(self.name, y_true, y_pred.shape[0], y_pred.shape[1])
+        loss, _ = self.compute(y_pred, labels, logits=self.from_logits)
+        return loss
+
+    def compute(self, y_pred, labels, grad_out=None, row_loss=None, logits=False):
+        """(mean loss, n_correct) of one batch; fills grad_out = dL/dy_pred if given.
+
+        ``logits``: y_pred are logits (fused softmax + cross-entropy kernel), else probabilities.
+        """
+        if logits:
+            return fused.sparse_softmax_cross_entropy(y_pred, labels, out=grad_out,
+                                                      row_loss=row_loss)
+        return fused.sparse_cross_entropy(y_pred, labels, out=grad_out, row_loss=row_loss)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """Functional form: mean sparse categorical cross-entropy."""
+    return SparseCategoricalCrossentropy(from_logits=from_logits)(y_true, y_pred)
+
+
+_LOSSES = {"sparse_categorical_crossentropy": SparseCategoricalCrossentropy}
+
+
+def get(identifier):
+    """A loss instance from a name or an instance."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str) and identifier in _LOSSES:
+        return _LOSSES[identifier]()
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    raise ValueError(f"compile: unknown loss {identifier!r}; expected one of {sorted(_LOSSES)} "
+                     f"or a pyblasnn.losses.Loss instance")
+
+
+def from_config(name, config):
+    return _LOSSES[name](**config)

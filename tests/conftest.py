@@ -1,0 +1,126 @@
+"""Shared fixtures, tolerances and helpers for the kernel tests. NumPy is the oracle."""
+import numpy as np
+import pytest
+
+DTYPES = (np.float32, np.float64)
+DTYPE_IDS = ("f32", "f64")
+
+#: Relative tolerance for one rounding step (element-wise results, single products).
+RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+#: GEMM register-tile and cache-block sizes of the packed engine (kernels/gemm). Shapes
+#: straddling them catch edge-tile bugs: MR x NR tiles, KC depth blocks, MC row blocks.
+MR = 6
+NR = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
+KC = 256
+MC = {np.dtype(np.float32): 144, np.dtype(np.float64): 72}
+
+#: Element count above which element-wise kernels go parallel (kernels/elementwise.pyx).
+PARALLEL_MIN_ELEMENTS = 32768
+
+
+@pytest.fixture(params=DTYPES, ids=DTYPE_IDS)
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's id, so every test is reproducible on its own."""
+    seed = sum(map(ord, request.node.nodeid)) * 7919 % (2 ** 32)
+    return np.random.default_rng(seed)
+
+
+def randn(rng, shape, dtype=np.float64):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def eps(dtype):
+    return float(np.finfo(dtype).eps)
+
+
+def assert_meta(got, shape, dtype):
+    """Shape and dtype first: a wrong shape or dtype must not be masked by a value check."""
+    assert isinstance(got, (np.ndarray, np.generic)), f"got {type(got).__name__}"
+    assert got.shape == tuple(shape), f"shape {got.shape} != expected {tuple(shape)}"
+    assert got.dtype == np.dtype(dtype), f"dtype {got.dtype} != expected {np.dtype(dtype)}"
+
+
+def assert_exact(got, expected, dtype):
+    """For operations that round once at most (relu, maximum, add): bitwise like NumPy."""
+    expected = np.asarray(expected)
+    assert_meta(got, expected.shape, dtype)
+    np.testing.assert_array_equal(got, expected.astype(dtype))
+
+
+def assert_close(got, expected, dtype, rtol=None, atol=0.0):
+    expected = np.asarray(expected)
+    assert_meta(got, expected.shape, dtype)
+    dtype = np.dtype(dtype)
+    np.testing.assert_allclose(got, expected, rtol=RTOL[dtype] if rtol is None else rtol,
+                               atol=atol)
+
+
+def product_bound(a, b, dtype, k):
+    """Forward-error bound of a length-k dot product: |fl(a@b) - a@b| <= g_k |a| @ |b|.
+
+    g_k = (k + 2) * eps is the textbook gamma_k with slack for a blocked summation order;
+    |a| @ |b| is computed in float64 from the same inputs. A wrong tile or a dropped k-block
+    is off by O(|a||b|), many orders of magnitude above this.
+    """
+    abs_prod = np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
+    return (k + 2) * eps(dtype) * abs_prod + np.finfo(dtype).tiny
+
+
+def assert_matmul_close(got, a, b, dtype, expected=None, extra=0.0):
+    """got == a @ b (numpy.matmul semantics) within the dot-product error bound."""
+    a64 = np.asarray(a).astype(np.float64)
+    b64 = np.asarray(b).astype(np.float64)
+    if expected is None:
+        expected = np.matmul(a64, b64)
+    assert_meta(got, np.shape(expected), dtype)
+    k = a64.shape[-1]
+    bound = product_bound(a64, b64, dtype, k) + extra
+    err = np.abs(np.asarray(got, np.float64) - expected)
+    bad = ~(err <= bound)  # NaN in got counts as bad
+    if bad.any():
+        idx = tuple(np.argwhere(bad)[0]) if np.ndim(bad) else ()
+        raise AssertionError(
+            f"{int(np.sum(bad))} of {np.size(bad)} elements off; first at {idx}: "
+            f"got {np.asarray(got)[idx]!r}, expected {np.asarray(expected)[idx]!r}, "
+            f"bound {np.asarray(bound)[idx]!r}")
+
+
+def central_difference(f, x, h=1e-6):
+    """d sum(f(x) * w) / dx for the fixed random weights the caller folds into f."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    flat = x.reshape(-1)
+    g = grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        fp = f(x)
+        flat[i] = old - h
+        fm = f(x)
+        flat[i] = old
+        g[i] = (fp - fm) / (2 * h)
+    return grad
+
+
+def strided_views(rng, shape, dtype):
+    """(name, view) pairs holding the same random values in different memory layouts."""
+    base = randn(rng, shape, dtype)
+    views = [("c", base)]
+    if base.ndim >= 1:
+        views.append(("fortran", np.asfortranarray(base)))
+        big = np.empty(tuple(2 * s for s in shape), dtype)
+        sl = big[tuple(slice(None, None, 2) for _ in shape)]
+        sl[...] = base
+        views.append(("step2", sl))
+        rev = np.ascontiguousarray(base[tuple(slice(None, None, -1) for _ in shape)])
+        views.append(("negative", rev[tuple(slice(None, None, -1) for _ in shape)]))
+    if base.ndim >= 2:
+        views.append(("transposed", np.ascontiguousarray(np.swapaxes(base, -1, -2)).swapaxes(-1, -2)))
+    return views
+

@@ -1,0 +1,215 @@
+"""One table of bad inputs for every public function: (call, exception, message fragment).
+
+Errors must be TypeError for a bad type or dtype, ValueError for a bad shape or value,
+and name the op (and what was received) -- never a crash or a silently wrong result.
+"""
+import numpy as np
+import pytest
+
+import pyblasnn
+from pyblasnn import ops
+
+f32 = np.ones((3, 4), np.float32)
+f64 = np.ones((3, 4))
+v4 = np.ones(4)
+m45 = np.ones((4, 5))
+ro = np.ones((3, 4))
+ro.setflags(write=False)
+ro35 = np.ones((3, 5))
+ro35.setflags(write=False)
+noncontig_out = np.ones((3, 8))[:, ::2]
+cplx = np.ones((3, 4), np.complex128)
+objs = np.array([[1, "a"]], dtype=object)
+strs = np.array(["1.0", "2.0"])
+dates = np.array(["2020-01-01"], dtype="datetime64[D]")
+longd = np.ones(3, np.longdouble) if np.dtype(np.longdouble).itemsize > 8 else np.ones(3, np.complex64)
+
+# one valid call per public op: (callable, args, kwargs) -- the n_threads rows build on these
+VALID = {
+    "relu": (ops.relu, (f64,), {}),
+    "relu_backward": (ops.relu_backward, (f64, f64), {}),
+    "add": (ops.add, (f64, v4), {}),
+    "add_backward": (ops.add_backward, (f64, (3, 4), (4,)), {}),
+    "maximum": (ops.maximum, (f64, v4), {}),
+    "maximum_backward": (ops.maximum_backward, (f64, f64, v4), {}),
+    "sum_to_shape": (ops.sum_to_shape, (f64, (4,)), {}),
+    "dot": (ops.dot, (f64, m45), {}),
+    "dot_backward": (ops.dot_backward, (np.ones((3, 5)), f64, m45), {}),
+    "matmul": (ops.matmul, (f64, m45), {}),
+    "matmul_backward": (ops.matmul_backward, (np.ones((3, 5)), f64, m45), {}),
+    "dense": (ops.dense, (f64, m45), {}),
+    "take_rows": (ops.take_rows, (f64, [0, 2]), {}),
+}
+
+BAD = [
+    # ---- relu
+    ("relu", ops.relu, (None,), {}, TypeError, "relu: x"),
+    ("relu", ops.relu, ("abc",), {}, TypeError, "relu: x"),
+    ("relu", ops.relu, (b"ab",), {}, TypeError, "relu: x"),
+    ("relu", ops.relu, ({"a": 1},), {}, TypeError, "relu: x"),
+    ("relu", ops.relu, (cplx,), {}, TypeError, "complex128"),
+    ("relu", ops.relu, (objs,), {}, TypeError, "object"),
+    ("relu", ops.relu, (strs,), {}, TypeError, "unsupported dtype"),
+    ("relu", ops.relu, (dates,), {}, TypeError, "datetime64"),
+    ("relu", ops.relu, (longd,), {}, TypeError, "unsupported dtype"),
+    ("relu", ops.relu, ([[1.0, 2.0], [3.0]],), {}, TypeError, "relu: x"),
+    ("relu", ops.relu, (f64,), {"out": np.empty((3, 5))}, ValueError, "shape (3, 5)"),
+    ("relu", ops.relu, (f64,), {"out": np.empty((3, 4), np.float32)}, TypeError, "dtype float32"),
+    ("relu", ops.relu, (f32,), {"out": np.empty((3, 4))}, TypeError, "dtype float64"),
+    ("relu", ops.relu, (f64,), {"out": ro}, ValueError, "read-only"),
+    ("relu", ops.relu, (f64,), {"out": noncontig_out}, ValueError, "C-contiguous"),
+    ("relu", ops.relu, (f64,), {"out": [0.0] * 12}, TypeError, "numpy.ndarray"),
+    ("relu", ops.relu, (f64,), {"out": np.empty((4, 3)).T}, ValueError, "C-contiguous"),
+    # ---- relu_backward
+    ("relu_backward", ops.relu_backward, (f64, np.ones((4, 3))), {}, ValueError, "(3, 4)"),
+    ("relu_backward", ops.relu_backward, (None, f64), {}, TypeError, "relu_backward: dy"),
+    ("relu_backward", ops.relu_backward, (f64, "x"), {}, TypeError, "relu_backward: x"),
+    ("relu_backward", ops.relu_backward, (cplx, f64), {}, TypeError, "complex"),
+    ("relu_backward", ops.relu_backward, (f64, f64), {"out": ro}, ValueError, "read-only"),
+    # ---- add / maximum
+    ("add", ops.add, (f64, np.ones(5)), {}, ValueError, "add: operands could not be broadcast together with shapes (3, 4) and (5,)"),
+    ("add", ops.add, (np.ones((5, 1, 4)), np.ones((3, 2))), {}, ValueError, "(5, 1, 4) and (3, 2)"),
+    ("add", ops.add, (f64, None), {}, TypeError, "add: y"),
+    ("add", ops.add, ("a", f64), {}, TypeError, "add: x"),
+    ("add", ops.add, (f64, cplx), {}, TypeError, "complex"),
+    ("add", ops.add, (f64, 1j), {}, TypeError, "complex"),
+    ("add", ops.add, (f64, objs), {}, TypeError, "object"),
+    ("add", ops.add, (f64, v4), {"out": np.empty(4)}, ValueError, "shape (4,)"),
+    ("add", ops.add, (f64, v4), {"out": np.empty((3, 4), np.float32)}, TypeError, "dtype"),
+    ("add", ops.add, (f64, v4), {"out": ro}, ValueError, "read-only"),
+    ("add", ops.add, (f64, v4), {"out": noncontig_out}, ValueError, "C-contiguous"),
+    ("maximum", ops.maximum, (f64, np.ones((2, 4))), {}, ValueError, "maximum: operands could not be broadcast"),
+    ("maximum", ops.maximum, (f64, "1"), {}, TypeError, "maximum: y"),
+    ("maximum", ops.maximum, (f64, dates), {}, TypeError, "datetime64"),
+    ("maximum", ops.maximum, (f64, v4), {"out": ro}, ValueError, "read-only"),
+    # ---- add_backward
+    ("add_backward", ops.add_backward, (f64, (3, 4), (5,)), {}, ValueError, "add_backward: operands could not be broadcast"),
+    ("add_backward", ops.add_backward, (f64, (3, 4), (3,)), {}, ValueError, "(3, 4) and (3,)"),
+    ("add_backward", ops.add_backward, (f64, (2, 4), (4,)), {}, ValueError, "dz.shape (3, 4)"),
+    ("add_backward", ops.add_backward, (f64, (3, -4), (4,)), {}, ValueError, "negative"),
+    ("add_backward", ops.add_backward, (f64, "34", (4,)), {}, TypeError, "x_shape"),
+    ("add_backward", ops.add_backward, (f64, (3, 4), None), {}, TypeError, "y_shape"),
+    ("add_backward", ops.add_backward, (f64, (3.0, 4), (4,)), {}, TypeError, "x_shape"),
+    ("add_backward", ops.add_backward, (None, (3, 4), (4,)), {}, TypeError, "add_backward: dz"),
+    # ---- maximum_backward
+    ("maximum_backward", ops.maximum_backward, (np.ones((3, 5)), f64, v4), {}, ValueError, "dz.shape (3, 5)"),
+    ("maximum_backward", ops.maximum_backward, (f64, f64, np.ones(3)), {}, ValueError, "(3, 4) and (3,)"),
+    ("maximum_backward", ops.maximum_backward, (f64, None, v4), {}, TypeError, "maximum_backward: x"),
+    ("maximum_backward", ops.maximum_backward, (cplx, f64, v4), {}, TypeError, "complex"),
+    # ---- sum_to_shape
+    ("sum_to_shape", ops.sum_to_shape, (f64, (5,)), {}, ValueError, "(5,) does not broadcast to dz.shape (3, 4)"),
+    ("sum_to_shape", ops.sum_to_shape, (f64, (2, 3, 4)), {}, ValueError, "does not broadcast"),
+    ("sum_to_shape", ops.sum_to_shape, (f64, "4"), {}, TypeError, "shape"),
+    ("sum_to_shape", ops.sum_to_shape, (f64, None), {}, TypeError, "shape"),
+    ("sum_to_shape", ops.sum_to_shape, (f64, (-4,)), {}, ValueError, "negative"),
+    ("sum_to_shape", ops.sum_to_shape, (f64, (4,)), {"out": np.empty(5)}, ValueError, "shape"),
+    ("sum_to_shape", ops.sum_to_shape, (f64, (4,)), {"out": np.empty(4, np.float32)}, TypeError, "dtype"),
+    # ---- dot
+    ("dot", ops.dot, (f64, np.ones((5, 2))), {}, ValueError, "dot: shapes (3, 4) and (5, 2) not aligned: x.shape[-1]=4 != y.shape[-2]=5"),
+    ("dot", ops.dot, (f64, np.ones(3)), {}, ValueError, "x.shape[-1]=4 != y.shape[0]=3"),
+    ("dot", ops.dot, (np.ones((2, 3, 4)), np.ones((5, 4, 2))[:, :3]), {}, ValueError, "not aligned"),
+    ("dot", ops.dot, (f64, 2.0), {}, ValueError, "scalar"),
+    ("dot", ops.dot, (None, m45), {}, TypeError, "dot: x"),
+    ("dot", ops.dot, (f64, "m"), {}, TypeError, "dot: y"),
+    ("dot", ops.dot, (cplx, m45), {}, TypeError, "complex"),
+    ("dot", ops.dot, (f64, m45), {"out": np.empty((3, 4))}, ValueError, "shape (3, 4)"),
+    ("dot", ops.dot, (f64, m45), {"out": np.empty((3, 5), np.float32)}, TypeError, "dtype"),
+    ("dot", ops.dot, (f64, m45), {"out": np.ones((5, 3)).T}, ValueError, "C-contiguous"),
+    # ---- dot_backward
+    ("dot_backward", ops.dot_backward, (np.ones((3, 4)), f64, m45), {}, ValueError, "dz.shape (3, 4)"),
+    ("dot_backward", ops.dot_backward, (np.ones((3, 5)), f64, np.ones((3, 5))), {}, ValueError, "not aligned"),
+    ("dot_backward", ops.dot_backward, (None, f64, m45), {}, TypeError, "dot_backward: dz"),
+    ("dot_backward", ops.dot_backward, (1.0, 1.0, m45), {}, ValueError, "scalar"),
+    # ---- matmul
+    ("matmul", ops.matmul, (np.ones((3, 4)), np.ones((5, 2))), {}, ValueError, "matmul: shapes (3, 4) and (5, 2) not aligned: a.shape[-1]=4 != b.shape[-2]=5"),
+    ("matmul", ops.matmul, (np.ones((2, 3, 4)), np.ones((3, 4, 5))), {}, ValueError, "(2,) and (3,)"),
+    ("matmul", ops.matmul, (f64, np.ones(5)), {}, ValueError, "b.shape[0]=5"),
+    ("matmul", ops.matmul, (2.0, m45), {}, ValueError, "at least one dimension"),
+    ("matmul", ops.matmul, (f64, None), {}, TypeError, "matmul: b"),
+    ("matmul", ops.matmul, ("ab", m45), {}, TypeError, "matmul: a"),
+    ("matmul", ops.matmul, (f64, m45.astype(np.complex64)), {}, TypeError, "complex64"),
+    ("matmul", ops.matmul, (f64, m45), {"out": np.empty((3, 4))}, ValueError, "shape (3, 4)"),
+    ("matmul", ops.matmul, (f64, m45), {"out": np.empty((3, 5), np.float32)}, TypeError, "dtype float32"),
+    ("matmul", ops.matmul, (f64, m45), {"out": np.ones((3, 5))[::-1]}, ValueError, "C-contiguous"),
+    ("matmul", ops.matmul, (f64, m45), {"out": np.ones((3, 5)).__array__()[:0]}, ValueError, "shape"),
+    # ---- matmul_backward
+    ("matmul_backward", ops.matmul_backward, (np.ones((3, 4)), f64, m45), {}, ValueError, "dc.shape (3, 4)"),
+    ("matmul_backward", ops.matmul_backward, (np.ones((3, 5)), f64, np.ones((3, 5))), {}, ValueError, "not aligned"),
+    ("matmul_backward", ops.matmul_backward, ("x", f64, m45), {}, TypeError, "matmul_backward: dc"),
+    ("matmul_backward", ops.matmul_backward, (np.ones((3, 5)), f64, objs), {}, TypeError, "object"),
+    # ---- dense
+    ("dense", ops.dense, (f64, np.ones((5, 2))), {}, ValueError, "dense: shapes (3, 4) and (5, 2) not aligned"),
+    ("dense", ops.dense, (v4, m45), {}, ValueError, "2-D"),
+    ("dense", ops.dense, (f64, m45, np.ones(4)), {}, ValueError, "bias.shape (4,)"),
+    ("dense", ops.dense, (f64, m45), {"activation": "tanh"}, ValueError, "activation"),
+    ("dense", ops.dense, (f64, m45), {"rows": [0, 3]}, ValueError, "out of range"),
+    ("dense", ops.dense, (f64, m45), {"rows": [0.5]}, TypeError, "integers"),
+    ("dense", ops.dense, (f64, m45), {"rows": [[0]]}, ValueError, "1-D"),
+    ("dense", ops.dense, (None, m45), {}, TypeError, "dense: x"),
+    ("dense", ops.dense, (f64, m45, "b"), {}, TypeError, "dense: bias"),
+    ("dense", ops.dense, (f64, m45), {"out": np.empty((3, 4))}, ValueError, "shape"),
+    ("dense", ops.dense, (f64, m45), {"out": np.empty((3, 5))[:, ::-1]}, ValueError, "C-contiguous"),
+    ("dense", ops.dense, (f64, m45), {"out": ro35}, ValueError, "read-only"),
+    ("matmul", ops.matmul, (f64, m45), {"out": ro35}, ValueError, "read-only"),
+    ("dot", ops.dot, (f64, m45), {"out": ro35}, ValueError, "read-only"),
+    # ---- take_rows
+    ("take_rows", ops.take_rows, (f64, [3]), {}, ValueError, "take_rows: indices out of range for 3 rows"),
+    ("take_rows", ops.take_rows, (f64, [-4]), {}, ValueError, "out of range"),
+    ("take_rows", ops.take_rows, (f64, [0.0]), {}, TypeError, "integers"),
+    ("take_rows", ops.take_rows, (f64, np.array([True, False, True])), {}, TypeError, "integers"),
+    ("take_rows", ops.take_rows, (f64, None), {}, TypeError, "integers"),
+    ("take_rows", ops.take_rows, (v4, [0]), {}, ValueError, "2-D"),
+    ("take_rows", ops.take_rows, (f64, [0]), {"out": np.empty((2, 4))}, ValueError, "shape"),
+    ("take_rows", ops.take_rows, ("abc", [0]), {}, TypeError, "take_rows: x"),
+    # ---- thread control and config
+    ("set_num_threads", pyblasnn.set_num_threads, (0,), {}, ValueError, "set_num_threads: n must be a positive int or -1, got 0"),
+    ("set_num_threads", pyblasnn.set_num_threads, (-2,), {}, ValueError, "got -2"),
+    ("set_num_threads", pyblasnn.set_num_threads, (1.5,), {}, TypeError, "float"),
+    ("set_num_threads", pyblasnn.set_num_threads, ("2",), {}, TypeError, "str"),
+    ("set_num_threads", pyblasnn.set_num_threads, (True,), {}, TypeError, "bool"),
+    ("set_num_threads", pyblasnn.set_num_threads, (None,), {}, TypeError, "NoneType"),
+    ("get_num_threads", pyblasnn.get_num_threads, (1,), {}, TypeError, "argument"),
+    ("show_config", pyblasnn.show_config, (), {"file": "not a file"}, AttributeError, "write"),
+]
+
+# every op rejects bad n_threads the same way
+for _name, (_fn, _args, _kw) in VALID.items():
+    BAD += [
+        (_name, _fn, _args, dict(_kw, n_threads=0), ValueError, f"{_name}: n_threads must be a positive int or -1"),
+        (_name, _fn, _args, dict(_kw, n_threads=-2), ValueError, "got -2"),
+        (_name, _fn, _args, dict(_kw, n_threads=-100), ValueError, "got -100"),
+        (_name, _fn, _args, dict(_kw, n_threads=1.0), TypeError, f"{_name}: n_threads must be an int or None"),
+        (_name, _fn, _args, dict(_kw, n_threads="2"), TypeError, "got str"),
+        (_name, _fn, _args, dict(_kw, n_threads=True), TypeError, "got bool"),
+    ]
+
+
+def test_every_public_function_has_bad_inputs():
+    public = set(ops.__all__) | {"get_num_threads", "set_num_threads", "show_config"}
+    assert public <= {row[0] for row in BAD}
+    assert set(VALID) == set(ops.__all__)
+
+
+@pytest.mark.parametrize("name,fn,args,kwargs,exc,fragment", BAD,
+                         ids=[f"{r[0]}-{i}" for i, r in enumerate(BAD)])
+def test_bad_input(name, fn, args, kwargs, exc, fragment):
+    snapshot = [a.copy() for a in args if isinstance(a, np.ndarray)]
+    out = kwargs.get("out")
+    out_before = out.copy() if isinstance(out, np.ndarray) else None
+    with pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    assert fragment in str(info.value), f"message {str(info.value)!r} lacks {fragment!r}"
+    # a rejected call leaves its inputs and out untouched
+    for before, a in zip(snapshot, [a for a in args if isinstance(a, np.ndarray)]):
+        np.testing.assert_array_equal(a, before)
+    if out_before is not None:
+        np.testing.assert_array_equal(out, out_before)
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_valid_baseline_calls_succeed(name):
+    """The calls the n_threads rows mutate are themselves valid (so the table can fail)."""
+    fn, args, kw = VALID[name]
+    fn(*args, **kw)
+    fn(*args, n_threads=1, **kw)
+    fn(*args, n_threads=-1, **kw)

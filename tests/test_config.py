@@ -1,0 +1,79 @@
+"""Public names, show_config and thread settings."""
+import io
+import re
+
+import numpy as np
+import pytest
+
+import pyblasnn
+from pyblasnn import ops
+from pyblasnn._kernels import linalg as _la
+
+PUBLIC_OPS = ["relu", "relu_backward", "add", "add_backward", "maximum", "maximum_backward",
+              "dot", "dot_backward", "matmul", "matmul_backward", "sum_to_shape", "dense",
+              "take_rows"]
+
+
+@pytest.mark.parametrize("name", PUBLIC_OPS)
+def test_public_names_importable(name):
+    assert callable(getattr(ops, name))
+    assert getattr(pyblasnn, name) is getattr(ops, name)
+    assert name in ops.__all__
+    assert "n_threads" in getattr(ops, name).__code__.co_varnames
+    assert getattr(ops, name).__doc__
+
+
+def test_all_lists_exactly_the_public_ops():
+    assert sorted(ops.__all__) == sorted(PUBLIC_OPS)
+
+
+@pytest.mark.parametrize("name", [n for n in PUBLIC_OPS if not n.endswith("_backward")]
+                         + ["relu_backward"])
+def test_forward_ops_take_out(name):
+    assert "out" in getattr(ops, name).__code__.co_varnames
+
+
+def test_show_config_reports_build_facts():
+    buf = io.StringIO()
+    assert pyblasnn.show_config(file=buf) is None
+    text = buf.getvalue()
+    info = pyblasnn._config.config_info()
+    assert text.startswith(f"pyblasnn {pyblasnn.__version__}\n")
+    assert re.search(r"OpenMP:\s+(on|off)", text)
+    assert ("on" if info["openmp"] else "off") in re.search(r"OpenMP:.*", text).group(0)
+    assert re.search(rf"threads:\s+{pyblasnn.get_num_threads()} \(of {info['processors']} ", text)
+    assert _la.kernel_name() in text and info["gemm_kernel"] == _la.kernel_name()
+    assert f"NumPy:        {np.__version__} (BLAS: " in text
+    assert info["numpy"] == np.__version__
+
+
+def test_show_config_prints_to_stdout_and_follows_thread_setting(capsys):
+    old = pyblasnn.get_num_threads()
+    try:
+        pyblasnn.set_num_threads(1)
+        pyblasnn.show_config()
+    finally:
+        pyblasnn.set_num_threads(old)
+    out = capsys.readouterr().out
+    assert re.search(r"threads:\s+1 \(of", out)
+    assert "GEMM kernel:" in out
+
+
+def test_force_portable_switches_kernel_name():
+    default = _la.kernel_name()
+    try:
+        _la.force_portable(True)
+        forced = _la.kernel_name()
+    finally:
+        _la.force_portable(False)
+    assert _la.kernel_name() == default
+    assert forced in ("portable", "reference")
+
+
+def test_set_num_threads_accepts_numpy_ints():
+    old = pyblasnn.get_num_threads()
+    try:
+        pyblasnn.set_num_threads(np.int32(1))
+        assert pyblasnn.get_num_threads() == 1
+    finally:
+        pyblasnn.set_num_threads(old)
