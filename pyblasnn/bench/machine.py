@@ -104,6 +104,22 @@ def load_average():
         return None
 
 
+def git_revision():
+    """'<short sha>[-dirty]' of the checkout pyblasnn is imported from, or None."""
+    import pyblasnn
+    root = os.path.dirname(os.path.dirname(os.path.abspath(pyblasnn.__file__)))
+    try:
+        sha = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        if sha.returncode:
+            return None
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine_info():
     """A dict describing this machine and software stack (stored in the JSON)."""
     text = _cpuinfo()
@@ -123,6 +139,7 @@ def machine_info():
         "numpy": np.__version__,
         "blas": _blas_info(),
         "pyblasnn": info,
+        "pyblasnn_git": git_revision(),
         "compiler": _compiler(),
         "torch": _torch_version(),
         "env": {k: os.environ.get(k) for k in ENV_VARS},
@@ -144,7 +161,8 @@ def describe(info):
         f"SIMD {simd} | fp32 peak {peak:.0f} GFLOP/s" if peak else
         f"machine: {info['cpu_model']} | {info['cores']} cores | SIMD {simd}",
         f"software: Python {info['python']} | NumPy {info['numpy']} with {blas_s or 'unknown BLAS'}"
-        f" | pyblasnn {pb.get('pyblasnn', '?')} (OpenMP {'on' if pb.get('openmp') else 'off'}, "
+        f" | pyblasnn {pb.get('pyblasnn', '?')}"
+        + (f" @ {info['pyblasnn_git']}" if info.get("pyblasnn_git") else "") + f" (OpenMP {'on' if pb.get('openmp') else 'off'}, "
         f"GEMM kernel {pb.get('gemm_kernel', '?')}) | {info['compiler']['version'] or info['compiler']['cc']}"
         + (f" | torch {info['torch']}" if info.get("torch") else ""),
         f"env: {env} | {info['date']} | load average at start {info.get('load_average_start')}"
