@@ -195,17 +195,32 @@ cdef void binary_rows(BinaryOp op, int ndim, const Py_ssize_t *shape,
         binary_row(op, x + off_x, xs[ndim - 1], y + off_y, ys[ndim - 1], z + r * inner, inner)
 
 
+cdef struct BroadcastLayout:
+    Py_ssize_t shape[MAX_DIMS]   # output shape (coalesced axes)
+    Py_ssize_t xs[MAX_DIMS]      # x's element strides, 0 on broadcast axes
+    Py_ssize_t ys[MAX_DIMS]      # y's element strides, 0 on broadcast axes
+
+
+cdef int fill_layout(BroadcastLayout *L, shape, x_strides, y_strides) except -1:
+    """Copy a coalesced layout from Python sequences; returns its number of axes."""
+    cdef int ndim = len(shape), d
+    if not 0 < ndim <= MAX_DIMS or len(x_strides) != ndim or len(y_strides) != ndim:
+        raise ValueError(f"broadcast layout: bad number of axes {ndim}")
+    for d in range(ndim):
+        L.shape[d] = shape[d]
+        L.xs[d] = x_strides[d]
+        L.ys[d] = y_strides[d]
+    return ndim
+
+
 def binary(int op, shape, x_strides, y_strides, cnp.ndarray x, cnp.ndarray y,
            cnp.ndarray z, int n_threads):
     """z := x (op) y; shape and strides (in elements) are the coalesced broadcast layout."""
-    cdef int ndim = len(shape), d
-    cdef Py_ssize_t c_shape[MAX_DIMS]
-    cdef Py_ssize_t c_xs[MAX_DIMS]
-    cdef Py_ssize_t c_ys[MAX_DIMS]
-    for d in range(ndim):
-        c_shape[d] = shape[d]
-        c_xs[d] = x_strides[d]
-        c_ys[d] = y_strides[d]
+    cdef BroadcastLayout L
+    cdef int ndim = fill_layout(&L, shape, x_strides, y_strides)
+    cdef Py_ssize_t *c_shape = L.shape
+    cdef Py_ssize_t *c_xs = L.xs
+    cdef Py_ssize_t *c_ys = L.ys
     cdef void *px = cnp.PyArray_DATA(x)
     cdef void *py = cnp.PyArray_DATA(y)
     cdef void *pz = cnp.PyArray_DATA(z)
@@ -262,14 +277,11 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
 def maximum_mask(shape, x_strides, y_strides, cnp.ndarray x, cnp.ndarray y,
                  cnp.ndarray dz, cnp.ndarray dx_full, cnp.ndarray dy_full, int n_threads):
     """Route dz to whichever of x, y maximum() picked, in the broadcast shape."""
-    cdef int ndim = len(shape), d
-    cdef Py_ssize_t c_shape[MAX_DIMS]
-    cdef Py_ssize_t c_xs[MAX_DIMS]
-    cdef Py_ssize_t c_ys[MAX_DIMS]
-    for d in range(ndim):
-        c_shape[d] = shape[d]
-        c_xs[d] = x_strides[d]
-        c_ys[d] = y_strides[d]
+    cdef BroadcastLayout L
+    cdef int ndim = fill_layout(&L, shape, x_strides, y_strides)
+    cdef Py_ssize_t *c_shape = L.shape
+    cdef Py_ssize_t *c_xs = L.xs
+    cdef Py_ssize_t *c_ys = L.ys
     cdef void *px = cnp.PyArray_DATA(x)
     cdef void *py = cnp.PyArray_DATA(y)
     cdef void *pdz = cnp.PyArray_DATA(dz)

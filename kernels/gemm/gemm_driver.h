@@ -1,14 +1,16 @@
 /* Blocked GEMM driver, included by gemm.c once per dtype. Expects:
  *   T, SFX (f32 / f64), MR, NR (register tile), KC, MC, NC (cache blocks), UKR_T (kernel type).
  *
- * Loop nest (BLIS order), for C += A @ B:
- *   jc: NC columns of C               B block (KC x NC) lives in L3, packed once, shared
+ * Loop nest (BLIS order) of the serial body, for one rectangle of C:
+ *   jc: NC columns                    B sliver (KC x NC) packed into NR-column panels (L3)
  *    pc: KC-deep slice of k           never split across threads
- *     ic: MC rows of C                A block (MC x KC) lives in L2 (packed, shared) or is
- *                                     read in place (the "unpacked A" path, see choose_pack_a)
- *      tiles (jr, ir) of MR x NR      split among threads by contiguous ranges of tiles
- * Every tile sums its kc products in the same order whatever thread runs it, and the pc
- * slices are added to C in order, so the result never depends on the thread count. */
+ *     ic: MC rows                     A block (MC x KC) packed into MR-row panels (L2),
+ *                                     or read in place (the "sup" path, see pbn_choose_pack_a)
+ *      jr, ir: MR x NR tiles          micro-kernel; B micro-panel stays in L1
+ * Threads: C is cut into a tm x tn grid of rectangles (MR/NR aligned); each thread runs the
+ * serial body on its rectangle with private packing buffers, so there are no barriers.
+ * Every C element sums its products in KC slices that depend on k only, each slice in
+ * p order inside the kernel, so the result never depends on the thread count. */
 
 #define FN(name) PBN_CAT(name, SFX)
 
@@ -286,7 +288,9 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
     {
         void *mem = pbn_alloc((nb + na) * sizeof(T));
         T *Bp = mem ? (T *)pbn_align(mem) : NULL, *Ap = Bp ? Bp + nb : NULL;
-        _Pragma("omp for schedule(static)")
+        /* each product is computed whole by one thread, so which thread takes it does not
+         * change its bits: dynamic chunks keep both cores busy when one is shared */
+        _Pragma("omp for schedule(dynamic, 8)")
         for (pbn_int b = 0; b < batch; b++) {
             FN(args) g = { m, n, k, A + a_off[b], rsa, csa, NULL, B + b_off[b], rsb, csb,
                            C + c_off[b], rsc, csc, 0, NULL, 0 };
