@@ -48,8 +48,15 @@ def plot_matmul(plt, result, path):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     n = [r["size"] for r in rows]
     for who, style in (("pyblasnn", "o-"), ("numpy", "s--")):
-        ax.plot(n, [r["gflops"][who] for r in rows], style, label=NAMES[who] if who != "numpy"
-                else "NumPy (" + _blas_name(result) + ")")
+        ax.plot(n, [r["gflops"][who] for r in rows], style,
+                label=(NAMES[who] if who != "numpy" else "NumPy (" + _blas_name(result) + ")")
+                + f", {nt} threads")
+    ones = sorted((r for r in _ok(result, kernel="matmul", dtype="float32", threads=1)
+                   if r["extra"].get("square")), key=lambda r: r["size"]) if nt != 1 else []
+    for who, style in (("pyblasnn", "o:"), ("numpy", "s:")):
+        if ones:  # the thread-scaling rows: 1 thread, for comparison
+            ax.plot([r["size"] for r in ones], [r["gflops"][who] for r in ones], style,
+                    alpha=0.5, label=("pyblasnn" if who == "pyblasnn" else "NumPy") + ", 1 thread")
     peak = result["machine"].get("peak_fp32_gflops")
     if peak:
         cores = result["machine"]["cores"]
