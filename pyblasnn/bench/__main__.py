@@ -1,0 +1,7 @@
+"""``python -m pyblasnn.bench``: see ``--help``."""
+import sys
+
+from . import main
+
+if __name__ == "__main__":
+    sys.exit(main())

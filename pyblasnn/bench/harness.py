@@ -1,0 +1,249 @@
+"""Command line and driver: run the cases, gate each on correctness, time, report.
+
+``python -m pyblasnn.bench [--quick] [--only PATTERN] [--threads N[,M...]] [--repeats N]
+[--out DIR] [--no-plots] [--no-epoch]``. Exit code 1 when any row FAILED its check against
+NumPy, 0 otherwise (skipped rows — a piece of pyblasnn not merged yet, torch missing — are
+not failures).
+"""
+import argparse
+import fnmatch
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from . import cases as cases_mod
+from . import discover, report
+from .check import assert_close
+from .machine import cores, describe, load_average, machine_info
+from .timing import MIN_SAMPLE_S, blas_threads, have_threadpoolctl, time_interleaved
+
+DEFAULT_REPEATS = {"full": 7, "quick": 3, "tiny": 2}
+#: Repeats for pure-Python loops (each sample takes up to seconds).
+PYTHON_REPEATS = 3
+
+
+def _thread_list(text):
+    try:
+        vals = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads: expected N or N,M,..., got {text!r}")
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"--threads: thread counts must be >= 1, got {text!r}")
+    return sorted(set(vals))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m pyblasnn.bench",
+        description="Benchmark pyblasnn's kernels against NumPy (and pure Python, PyTorch).")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes, few repeats: a smoke test that finishes in < 1 minute")
+    p.add_argument("--tiny", action="store_true",
+                   help="the quick mode on minimal sizes (used by the test suite)")
+    p.add_argument("--only", metavar="PATTERN", action="append", default=[],
+                   help="run only kernels whose name contains PATTERN or matches it as a glob "
+                        "(repeatable or comma-separated; 'epoch' selects the MNIST epoch)")
+    p.add_argument("--threads", type=_thread_list, metavar="N[,M...]",
+                   help="thread counts for every row (default: all cores for every row, "
+                        "plus 1, 2, 4, ... for the heavy kernels' scaling rows)")
+    p.add_argument("--repeats", type=int, metavar="N",
+                   help="timed samples per competitor (default 7; quick 3)")
+    p.add_argument("--out", default=os.path.join("bench", "results"), metavar="DIR",
+                   help="directory for the JSON, markdown and PNG outputs (default bench/results)")
+    p.add_argument("--name", metavar="STEM",
+                   help="file stem of the outputs (default: latest for a full unfiltered run, "
+                        "else quick / partial)")
+    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.add_argument("--no-epoch", action="store_true", help="skip the end-to-end MNIST epochs")
+    p.add_argument("--mnist", metavar="PATH",
+                   help="MNIST file passed to pyblasnn.datasets.mnist.load_data (default: its "
+                        "own search: caches, then download)")
+    args = p.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    return args
+
+
+def _patterns(only):
+    return [s.strip() for item in only for s in item.split(",") if s.strip()]
+
+
+def selected(name, patterns):
+    if not patterns:
+        return True
+    return any(p in name or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+class Progress:
+    """One progress line on stderr (rewritten in place on a terminal)."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total, self.done, self.stream = total, 0, stream
+        self.t0 = time.perf_counter()
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def __call__(self, what, advance=False):
+        if advance:
+            self.done += 1
+        line = f"[{self.done:3d}/{self.total}] {time.perf_counter() - self.t0:6.1f}s {what}"
+        if self.tty:
+            self.stream.write("\r\033[K" + line[:150])
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _base_row(case, nt):
+    return {"section": case.section, "kernel": case.kernel, "shape": case.shape,
+            "dtype": case.dtype, "threads": nt, "group": case.group, "size": case.size,
+            "flops": case.flops, "note": case.note, "extra": dict(case.extra), "times": {}}
+
+
+def _default_check(case, fns):
+    want = fns["numpy"]()
+    for name, fn in fns.items():
+        if name != "numpy":
+            assert_close(fn(), want, case.dtype, k=case.k, what=name)
+
+
+def _short(exc):
+    text = str(exc).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return (f"{type(exc).__name__}: " + " | ".join(lines[:4]))[:400]
+
+
+def run_case(case, thread_counts, repeats, rng, progress):
+    """Rows (one per thread count) for one case: skipped, FAILED or timed."""
+    rows = []
+    try:
+        data = case.setup(rng)
+    except discover.Unavailable as exc:
+        return [dict(_base_row(case, nt), status="skipped", reason=str(exc)) for nt in thread_counts]
+    for nt in thread_counts:
+        row = _base_row(case, nt)
+        progress(f"{case.kernel} {case.shape} {case.dtype} threads={nt}")
+        with blas_threads(nt):
+            try:
+                fns = case.make(data, nt)
+            except discover.Unavailable as exc:
+                rows.append(dict(row, status="skipped", reason=str(exc)))
+                continue
+            check = fns.pop("_check", None)
+            try:
+                check() if check else _default_check(case, fns)
+            except Exception as exc:  # wrong values, wrong shape, or the kernel raised
+                rows.append(dict(row, status="FAILED", reason=_short(exc)))
+                continue
+            single = {"python"} & set(fns)
+            stats = time_interleaved(fns, repeats, MIN_SAMPLE_S, single_call=single,
+                                     single_call_repeats=min(repeats, PYTHON_REPEATS))
+        scale = case.extra.get("rounds", 1) / case.extra.get("python_rounds", 1)
+        if "python" in stats and scale != 1:
+            for key in ("median_ms", "min_ms", "max_ms"):
+                stats["python"][key] *= scale
+            stats["python"]["extrapolated_x"] = scale
+        row["times"] = stats
+        row["status"] = "ok"
+        rows.append(report.derive(row))
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    repeats = args.repeats or DEFAULT_REPEATS[mode]
+    n_cores = cores()
+    if args.threads:
+        main_threads = scaling = args.threads
+    else:
+        main_threads = [n_cores]
+        scaling = sorted({1, n_cores} | {t for t in (2, 4, 8, 16, 32, 64) if t <= n_cores})
+        if mode == "tiny":
+            scaling = main_threads
+    patterns = _patterns(args.only)
+    stem = args.name or ("latest" if mode == "full" and not patterns else
+                         ("partial" if patterns else "quick"))
+
+    info = machine_info()
+    _, naive_source = discover.naive_module()
+    notes = []
+    if not have_threadpoolctl():
+        notes.append("threadpoolctl not installed: NumPy's BLAS thread count was NOT limited "
+                     "(pip install threadpoolctl)")
+    busy = info.get("load_average_start")
+    if busy is not None and busy > 0.5:
+        notes.append(f"load average {busy} at start: other processes share the "
+                     f"{n_cores} cores, timings are noisier and may be skewed")
+    if any(info["env"].get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")):
+        notes.append("OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE set: NumPy may run a slower OpenBLAS "
+                     "kernel (fair run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ...)")
+
+    todo = [c for c in cases_mod.all_cases(mode) if selected(c.kernel, patterns)]
+    run_epoch = not args.no_epoch and selected("mnist_epoch", patterns)
+    total = sum(len(scaling if c.heavy else main_threads) for c in todo) + int(run_epoch)
+    progress = Progress(total)
+    for line in describe(info):
+        print(line, file=sys.stderr)
+
+    rows = []
+    rng = np.random.default_rng(12345)
+    for case in todo:
+        counts = scaling if case.heavy else main_threads
+        try:
+            new = run_case(case, counts, repeats, rng, lambda what: progress(what))
+        except Exception as exc:  # a bug in a case must not lose the whole run
+            traceback.print_exc(file=sys.stderr)
+            new = [dict(_base_row(case, nt), status="FAILED", reason=_short(exc)) for nt in counts]
+        for r in new:
+            progress(f"{r['kernel']} {r['shape']} t={r['threads']} {r['status']}", advance=True)
+        rows.extend(new)
+    if run_epoch:
+        from .epoch import run_epochs
+        nt = max(main_threads)
+        progress("mnist epochs")
+        try:
+            row = run_epochs(nt, mode, args.mnist, progress=progress)
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            row = {"section": "epoch", "kernel": "mnist_epoch", "shape": "784-512-10",
+                   "dtype": "float32", "threads": nt, "group": "epoch", "times": {},
+                   "status": "FAILED", "reason": _short(exc)}
+        rows.append(report.derive(row))
+        progress("mnist epochs done", advance=True)
+    progress.close()
+    info["load_average_end"] = load_average()
+
+    result = {
+        "schema": 1,
+        "mode": mode,
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "settings": {"repeats": repeats, "min_sample_s": MIN_SAMPLE_S, "threads": main_threads,
+                     "scaling_threads": scaling, "only": patterns,
+                     "numpy_threads_limited": have_threadpoolctl(),
+                     "naive_source": naive_source},
+        "machine": info,
+        "notes": notes,
+        "rows": rows,
+        "failed": sum(r["status"] == "FAILED" for r in rows),
+        "skipped": sum(r["status"] == "skipped" for r in rows),
+    }
+    paths = []
+    if not args.no_plots:
+        from . import plots
+        paths, why = plots.write_plots(result, args.out, stem)
+        if why:
+            print(f"plots: {why}", file=sys.stderr)
+    result["duration_s"] = round(time.perf_counter() - t_start, 1)
+    paths = report.write_outputs(result, args.out, stem) + paths
+    print(report.console(result))
+    print(f"\nwrote: {', '.join(paths)}  ({result['duration_s']:.0f} s)")
+    return 1 if result["failed"] else 0

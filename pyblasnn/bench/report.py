@@ -1,0 +1,269 @@
+"""Derived figures (ratios, GFLOP/s), the console table, latest.md and the JSON file.
+
+Columns of the kernel table: kernel | shape | dtype | threads | pyblasnn ms | NumPy ms |
+x NumPy (NumPy time / pyblasnn time: > 1 means pyblasnn is faster) | GFLOP/s (pyblasnn /
+NumPy, dot family only: 2mnk / median time) | spread ((max - min) / median of the samples,
+pyblasnn / NumPy).
+"""
+import json
+import os
+import tempfile
+
+from .machine import describe
+
+NAMES = {"pyblasnn": "pyblasnn", "numpy": "NumPy", "python": "pure Python", "pytorch": "PyTorch"}
+
+
+def derive(row):
+    """Add x_numpy, x_python and gflops to a row from its median times."""
+    t = row.get("times") or {}
+    med = {k: v["median_ms"] for k, v in t.items() if v.get("median_ms")}
+    if row.get("section") == "epoch":
+        if "numpy" in med:
+            row["x_numpy"] = {k: med["numpy"] / v for k, v in med.items()}
+        return row
+    pb = med.get("pyblasnn")
+    if pb:
+        if "numpy" in med:
+            row["x_numpy"] = med["numpy"] / pb
+        if "python" in med:
+            row["x_python"] = med["python"] / pb
+    if row.get("flops"):
+        row["gflops"] = {k: row["flops"] / (v * 1e-3) / 1e9 for k, v in med.items()}
+    return row
+
+
+def fmt_ms(v):
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}" if v >= 0.001 else f"{v:.2e}"
+
+
+def fmt_x(v):
+    if v is None:
+        return "-"
+    return f"{v:.0f}x" if v >= 100 else f"{v:.1f}x" if v >= 10 else f"{v:.2f}x"
+
+
+def _spread(stats):
+    if not stats or not stats.get("median_ms"):
+        return "-"
+    return f"{(stats['max_ms'] - stats['min_ms']) / stats['median_ms'] * 100:.0f}%"
+
+
+def _cell(row, who):
+    if row["status"] != "ok":
+        return row["status"]
+    return fmt_ms(row["times"].get(who, {}).get("median_ms"))
+
+
+def kernel_rows(result, section="kernels"):
+    return [r for r in result["rows"] if r.get("section") == section]
+
+
+def kernel_table(result):
+    head = ["kernel", "shape", "dtype", "threads", "pyblasnn ms", "NumPy ms", "x NumPy",
+            "GFLOP/s", "spread"]
+    body = []
+    for r in kernel_rows(result):
+        g = r.get("gflops") or {}
+        gf = (f"{g['pyblasnn']:.1f} / {g.get('numpy', float('nan')):.1f}"
+              if r["status"] == "ok" and "pyblasnn" in g else "-")
+        t = r.get("times") or {}
+        spread = (f"{_spread(t.get('pyblasnn'))}/{_spread(t.get('numpy'))}"
+                  if r["status"] == "ok" else "-")
+        body.append([r["kernel"], r["shape"], r["dtype"], str(r["threads"]), _cell(r, "pyblasnn"),
+                     _cell(r, "numpy"), fmt_x(r.get("x_numpy")), gf, spread])
+    return head, body
+
+
+def scaling_table(result):
+    """pyblasnn and NumPy time per thread count for kernels timed at several counts."""
+    groups = {}
+    for r in kernel_rows(result):
+        if r["status"] == "ok":
+            groups.setdefault((r["kernel"], r["shape"], r["dtype"]), {})[r["threads"]] = r
+    counts = sorted({n for g in groups.values() for n in g if len(g) > 1})
+    if not counts:
+        return None
+    lo = counts[0]
+    head = (["kernel", "shape", "dtype"] + [f"pyblasnn ms @{n}" for n in counts]
+            + [f"NumPy ms @{n}" for n in counts]
+            + [f"pyblasnn speedup @{n}" for n in counts[1:]]
+            + [f"NumPy speedup @{n}" for n in counts[1:]])
+    body = []
+    for (kernel, shape, dtype), g in groups.items():
+        if len(g) < 2:
+            continue
+        med = lambda n, who: g[n]["times"][who]["median_ms"] if n in g else None
+        line = [kernel, shape, dtype]
+        line += [fmt_ms(med(n, "pyblasnn")) for n in counts]
+        line += [fmt_ms(med(n, "numpy")) for n in counts]
+        for who in ("pyblasnn", "numpy"):
+            for n in counts[1:]:
+                a, b = med(lo, who), med(n, who)
+                line.append(fmt_x(a / b) if a and b else "-")
+        body.append(line)
+    return head, body
+
+
+def python_table(result):
+    head = ["kernel", "shape", "dtype", "threads", "pure Python ms", "NumPy ms", "pyblasnn ms",
+            "x pure Python", "x NumPy"]
+    body = []
+    for r in kernel_rows(result, "pure_python"):
+        py = _cell(r, "python")
+        if r["status"] == "ok" and r["times"].get("python", {}).get("extrapolated_x"):
+            py += " (extrapolated)"
+        body.append([r["kernel"], r["shape"], r["dtype"], str(r["threads"]), py,
+                     _cell(r, "numpy"), _cell(r, "pyblasnn"), fmt_x(r.get("x_python")),
+                     fmt_x(r.get("x_numpy"))])
+    return head, body
+
+
+def epoch_table(result):
+    head = ["trainer", "threads", "s / epoch", "min-max s", "epochs", "test accuracy", "x NumPy"]
+    body = []
+    for r in kernel_rows(result, "epoch"):
+        if r["status"] != "ok":
+            body.append(["all", str(r["threads"]), r["status"], "-", "-", "-", "-"])
+            continue
+        for who in ("pyblasnn", "numpy", "pytorch"):
+            s = r["times"].get(who)
+            if s is None:
+                why = (r.get("unavailable") or {}).get(who, "not run")
+                body.append([NAMES[who], str(r["threads"]), "skipped", "-", "-", "-", "-"])
+                continue
+            acc = (r.get("accuracy") or {}).get(who)
+            body.append([NAMES[who], str(r["threads"]), f"{s['median_ms'] / 1e3:.2f}",
+                         f"{s['min_ms'] / 1e3:.2f}-{s['max_ms'] / 1e3:.2f}", str(s["repeats"]),
+                         f"{acc:.4f}" if acc is not None else "-",
+                         fmt_x((r.get("x_numpy") or {}).get(who))])
+    return head, body
+
+
+def problems(result):
+    """Lines listing FAILED and skipped rows with their reasons (skips grouped by reason)."""
+    lines = []
+    for r in result["rows"]:
+        if r["status"] == "FAILED":
+            lines.append(f"FAILED {r['kernel']} {r['shape']} {r['dtype']} threads={r['threads']}: "
+                         f"{r.get('reason', '')}")
+    by_reason = {}
+    for r in result["rows"]:
+        if r["status"] == "skipped":
+            by_reason.setdefault(r.get("reason", ""), []).append(r["kernel"])
+        for who, why in (r.get("unavailable") or {}).items():
+            by_reason.setdefault(why, []).append(f"{r['kernel']}[{NAMES.get(who, who)}]")
+    for why, kernels in by_reason.items():
+        names = ", ".join(dict.fromkeys(kernels))
+        lines.append(f"skipped {names}: {why}")
+    return lines
+
+
+def _render(head, body, markdown):
+    if markdown:
+        out = ["| " + " | ".join(head) + " |",
+               "|" + "|".join("---" if i < 3 else "---:" for i in range(len(head))) + "|"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in body]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h)
+              for i, h in enumerate(head)]
+    fmt = lambda cells: " | ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(head), "-+-".join("-" * w for w in widths)] + [fmt(b) for b in body])
+
+
+def _header(result):
+    s = result["settings"]
+    return describe(result["machine"]) + [
+        f"mode: {result['mode']} | repeats: {s['repeats']} (median of interleaved samples, "
+        f"each >= {s['min_sample_s'] * 1e3:.0f} ms) | threads: {s['threads']} "
+        f"(scaling rows: {s['scaling_threads']}) | duration: {result.get('duration_s', 0):.0f} s"
+    ] + [f"note: {n}" for n in result.get("notes", [])]
+
+
+def _document(result, markdown):
+    parts = []
+    title = (lambda t: f"\n### {t}\n") if markdown else (lambda t: f"\n== {t} ==")
+    header = _header(result)
+    parts.append("\n".join(("- " + h if markdown else h) for h in header))
+    parts.append(title("Kernels: pyblasnn vs NumPy (x NumPy = NumPy time / pyblasnn time; "
+                       "GFLOP/s = pyblasnn / NumPy)"))
+    parts.append(_render(*kernel_table(result), markdown))
+    sc = scaling_table(result)
+    if sc:
+        parts.append(title("Thread scaling (median ms per thread count; speedup vs fewest threads)"))
+        parts.append(_render(*sc, markdown))
+    if kernel_rows(result, "pure_python"):
+        parts.append(title("The book's pure-Python loops vs NumPy vs pyblasnn "
+                           "(x pure Python = pure Python time / pyblasnn time)"))
+        parts.append(_render(*python_table(result), markdown))
+        notes = {r["note"] for r in kernel_rows(result, "pure_python") if r.get("note")}
+        parts += [("- " if markdown else "") + n for n in sorted(notes)]
+    if kernel_rows(result, "epoch"):
+        parts.append(title("End to end: one MNIST epoch (784-512-10, batch 128, SGD momentum 0.9, "
+                           "lr 0.01; x NumPy = NumPy s / trainer s)"))
+        parts.append(_render(*epoch_table(result), markdown))
+        for r in kernel_rows(result, "epoch"):
+            parts.append(("- " if markdown else "") + f"data: {r['shape']}"
+                         + (f"; {r['note']}" if r.get("note") else ""))
+    probs = problems(result)
+    if probs:
+        parts.append(title("Skipped and failed rows"))
+        parts += [("- " if markdown else "") + p for p in probs]
+    return "\n".join(parts) + "\n"
+
+
+def console(result):
+    return _document(result, markdown=False)
+
+
+def markdown(result):
+    return "## pyblasnn benchmark\n\n" + _document(result, markdown=True)
+
+
+def _atomic_write(path, text):
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and callable(x.item):  # numpy scalars
+        return x.item()
+    return x
+
+
+def write_outputs(result, out_dir, stem):
+    """Write <stem>.json (every figure) and <stem>.md atomically; return their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    jpath = os.path.join(out_dir, stem + ".json")
+    mpath = os.path.join(out_dir, stem + ".md")
+    _atomic_write(jpath, json.dumps(_jsonable(result), indent=1, sort_keys=False) + "\n")
+    _atomic_write(mpath, markdown(result))
+    return [jpath, mpath]

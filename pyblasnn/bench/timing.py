@@ -1,0 +1,107 @@
+"""Interleaved timing of competing callables: warm-up, loop calibration, median and spread.
+
+Every competitor of a case is timed in the same process, after a warm-up call, in the order
+A B A B ... so that a slow phase of the machine (frequency drop, a noisy neighbour) hits all
+of them alike. A *sample* is ``loops`` back-to-back calls timed with ``time.perf_counter``;
+``loops`` is chosen per competitor so that one sample lasts at least ``min_sample_s``
+(fast ops would otherwise be dominated by timer resolution and call overhead).
+"""
+import math
+import statistics
+import time
+from contextlib import contextmanager
+
+try:
+    from threadpoolctl import threadpool_limits as _threadpool_limits
+except ImportError:  # the harness works without it, but cannot pin NumPy's BLAS threads
+    _threadpool_limits = None
+
+#: Sample length the loop count is calibrated to (spec: each sample >= ~2 ms).
+MIN_SAMPLE_S = 2e-3
+#: Upper bound on the wall time spent timing one case; repeats are reduced (never below
+#: MIN_REPEATS) when a single call is so slow that the requested repeats would exceed it.
+MAX_CASE_S = 20.0
+MIN_REPEATS = 3
+
+
+def have_threadpoolctl():
+    return _threadpool_limits is not None
+
+
+@contextmanager
+def blas_threads(n):
+    """Limit NumPy's BLAS to n threads for the duration (no-op without threadpoolctl)."""
+    if _threadpool_limits is None or n is None:
+        yield False
+        return
+    with _threadpool_limits(limits=n, user_api="blas"):
+        yield True
+
+
+def _time_loop(fn, loops):
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        fn()
+    return time.perf_counter() - t0
+
+
+def calibrate(fn, min_sample_s=MIN_SAMPLE_S, max_loops=100_000):
+    """(loops, seconds per call) so that ``loops`` calls take at least ``min_sample_s``."""
+    loops = 1
+    while True:
+        t = _time_loop(fn, loops)
+        if t >= min_sample_s or loops >= max_loops:
+            return loops, t / loops
+        # aim a little past the target so the next try usually ends the search
+        grow = 10 if t <= 0 else min(10.0, 1.2 * min_sample_s / t)
+        loops = min(max_loops, max(loops + 1, int(math.ceil(loops * grow))))
+
+
+def summarize(samples):
+    """Median / min / max of per-call seconds, in milliseconds."""
+    return {
+        "median_ms": statistics.median(samples) * 1e3,
+        "min_ms": min(samples) * 1e3,
+        "max_ms": max(samples) * 1e3,
+    }
+
+
+def time_interleaved(fns, repeats, min_sample_s=MIN_SAMPLE_S, warmup=1, max_case_s=MAX_CASE_S,
+                     single_call=(), single_call_repeats=MIN_REPEATS):
+    """Time each named callable of ``fns`` ({name: fn}) interleaved; return {name: stats}.
+
+    stats: median_ms, min_ms, max_ms (per call), loops (calls per sample), repeats.
+    Names in ``single_call`` (pure-Python loops that take seconds) get no warm-up, one call
+    per sample, and only the first ``single_call_repeats`` rounds.
+    """
+    names = list(fns)
+    slow = set()  # one call already lasts a whole sample: no loop to calibrate
+    for _ in range(warmup):
+        for name in names:
+            if name not in single_call and _time_loop(fns[name], 1) >= min_sample_s:
+                slow.add(name)
+    loops, per_call = {}, {}
+    for name in names:
+        if name in single_call:
+            loops[name], per_call[name] = 1, None
+        elif name in slow:
+            loops[name], per_call[name] = 1, _time_loop(fns[name], 1)
+        else:
+            loops[name], per_call[name] = calibrate(fns[name], min_sample_s)
+    # keep the whole case inside max_case_s by trimming repeats for very slow calls
+    est = sum(loops[n] * (per_call[n] or 0.0) for n in names)
+    reps = repeats
+    if est > 0 and est * repeats > max_case_s:
+        reps = max(min(repeats, MIN_REPEATS), int(max_case_s // est))
+    samples = {name: [] for name in names}
+    for r in range(reps):
+        for name in names:
+            if name in single_call and r >= single_call_repeats:
+                continue
+            samples[name].append(_time_loop(fns[name], loops[name]) / loops[name])
+    out = {}
+    for name in names:
+        stats = summarize(samples[name])
+        stats.update(loops=loops[name], repeats=len(samples[name]))
+        out[name] = stats
+    return out

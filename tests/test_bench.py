@@ -1,0 +1,185 @@
+"""The benchmark harness works and its figures are checked — no timing is asserted here.
+
+Runs ``python -m pyblasnn.bench`` in its quick mode on tiny sizes (``--tiny``) and checks the
+table, the JSON and the markdown it produced; a deliberately wrong kernel must make its row
+FAILED and the exit code non-zero.
+"""
+import json
+
+import numpy as np
+import pytest
+
+from pyblasnn.bench import cases, discover, epoch, harness, report
+from pyblasnn.bench.check import assert_close
+from pyblasnn.bench.numpy_mlp import NumpyMLP, init_params
+
+COLUMNS = ["kernel", "shape", "dtype", "threads", "pyblasnn ms", "NumPy ms", "x NumPy", "GFLOP/s"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = harness.main(["--tiny", "--no-epoch", "--no-plots", "--out", str(out)])
+    data = json.loads((out / "quick.json").read_text())
+    return rc, data, buf.getvalue(), (out / "quick.md").read_text(), out
+
+
+def test_tiny_run_succeeds_and_writes_json(tiny_run):
+    rc, data, _, _, out = tiny_run
+    assert rc == 0
+    assert data["failed"] == 0
+    assert data["mode"] == "tiny"
+    assert not list(out.glob("*.tmp")), "atomic write left a temporary file behind"
+    m = data["machine"]
+    for key in ("cpu_model", "cores", "simd", "python", "numpy", "blas", "pyblasnn", "compiler",
+                "date", "env"):
+        assert key in m
+    assert set(m["env"]) >= {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
+    assert m["pyblasnn"].get("gemm_kernel")
+
+
+def test_every_case_has_a_row_with_consistent_figures(tiny_run):
+    _, data, _, _, _ = tiny_run
+    rows = data["rows"]
+    expected = {c.kernel for c in cases.all_cases("tiny")}
+    assert expected <= {r["kernel"] for r in rows}
+    for r in rows:
+        assert r["status"] in ("ok", "skipped"), r
+        if r["status"] == "skipped":
+            assert r["reason"]
+            continue
+        assert {"pyblasnn", "numpy"} <= set(r["times"])
+        for stats in r["times"].values():
+            assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]
+            assert stats["loops"] >= 1 and stats["repeats"] >= 1
+        t = {k: v["median_ms"] for k, v in r["times"].items()}
+        assert r["x_numpy"] == pytest.approx(t["numpy"] / t["pyblasnn"])
+        if r.get("flops"):
+            assert r["gflops"]["pyblasnn"] == pytest.approx(r["flops"] / t["pyblasnn"] / 1e6)
+    # the kernels that exist on every branch are never skipped
+    for k in ("relu", "add", "add_bcast", "matmul", "matmul_batched", "dot_vec", "book_add_relu"):
+        assert any(r["kernel"] == k and r["status"] == "ok" for r in rows), k
+    python_rows = [r for r in rows if r["section"] == "pure_python"]
+    assert python_rows and all("python" in r["times"] for r in python_rows if r["status"] == "ok")
+
+
+def test_table_and_markdown(tiny_run):
+    _, data, text, md, _ = tiny_run
+    header = next(line for line in text.splitlines() if line.startswith("kernel "))
+    assert [c.strip() for c in header.split("|")][:len(COLUMNS)] == COLUMNS
+    assert "| " + " | ".join(COLUMNS) in md
+    ok = [r for r in data["rows"] if r["status"] == "ok" and r["section"] == "kernels"]
+    md_rows = [line for line in md.splitlines() if line.startswith("| relu |")]
+    assert md_rows and len(md_rows) == sum(r["kernel"] == "relu" for r in ok)
+
+
+def test_wrong_kernel_is_failed_and_exit_code_nonzero(tmp_path, monkeypatch, capsys):
+    import pyblasnn.ops
+    monkeypatch.setattr(pyblasnn.ops, "relu", lambda x, out=None, n_threads=None: np.abs(x))
+    rc = harness.main(["--tiny", "--only", "relu", "--no-epoch", "--no-plots",
+                       "--out", str(tmp_path)])
+    assert rc == 1
+    data = json.loads((tmp_path / "partial.json").read_text())
+    relu = [r for r in data["rows"] if r["kernel"] == "relu"]
+    assert relu and all(r["status"] == "FAILED" and "relu" not in r["times"] for r in relu)
+    assert "FAILED relu" in capsys.readouterr().out
+    # relu_backward matched --only too and is still right
+    assert all(r["status"] == "ok" for r in data["rows"] if r["kernel"] == "relu_backward")
+
+
+def test_only_glob_and_thread_list(tmp_path, capsys):
+    rc = harness.main(["--tiny", "--only", "matmul_bat*", "--threads", "1,2", "--repeats", "1",
+                       "--no-epoch", "--no-plots", "--out", str(tmp_path)])
+    assert rc == 0
+    data = json.loads((tmp_path / "partial.json").read_text())
+    kernels = {r["kernel"] for r in data["rows"]}
+    assert kernels == {"matmul_batched", "matmul_batched_backward"}
+    assert sorted({r["threads"] for r in data["rows"]}) == [1, 2]
+    assert "Thread scaling" in capsys.readouterr().out
+
+
+def test_bad_arguments():
+    with pytest.raises(SystemExit):
+        harness.parse_args(["--threads", "0"])
+    with pytest.raises(SystemExit):
+        harness.parse_args(["--repeats", "0"])
+    assert harness.parse_args(["--threads", "2,1,2"]).threads == [1, 2]
+
+
+def test_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    rc = harness.main(["--tiny", "--only", "matmul,relu", "--repeats", "1", "--no-epoch",
+                       "--out", str(tmp_path), "--name", "t"])
+    assert rc == 0
+    for name in ("t-matmul_gflops.png", "t-elementwise_speedup.png", "t-batched_speedup.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_rejects_wrong_values_shapes_and_dtypes():
+    a = np.ones((3, 4), np.float32)
+    assert_close(a.copy(), a, np.float32)
+    with pytest.raises(AssertionError):
+        assert_close(a * 1.01, a, np.float32)
+    with pytest.raises(AssertionError):
+        assert_close(a.T, a, np.float32)
+    with pytest.raises(AssertionError):
+        assert_close(a.astype(np.float64), a, np.float32)
+    with pytest.raises(AssertionError):
+        assert_close((a,), (a, a), np.float32)
+
+
+def _synthetic(n, rng):
+    # 10 separable clusters in 784-d: an MLP must learn them quickly
+    centers = rng.random((10, 784)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    x = centers[y] + 0.05 * rng.standard_normal((n, 784)).astype(np.float32)
+    return x.astype(np.float32), y.astype(np.intp)
+
+
+def test_numpy_trainer_learns():
+    rng = np.random.default_rng(0)
+    x, y = _synthetic(1024, rng)
+    t = NumpyMLP(x, y, learning_rate=0.05, params=init_params(rng))
+    before = t.accuracy(x, y)
+    for _ in range(3):
+        t.epoch()
+    assert t.accuracy(x, y) > max(0.9, before)
+
+
+def test_numpy_softmax_cross_entropy_matches_the_definition():
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((7, 10))
+    y = rng.integers(0, 10, 7)
+    loss, grad = cases.numpy_softmax_cross_entropy(z, y)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    assert loss == pytest.approx(-np.mean(np.log(p[np.arange(7), y])))
+    onehot = np.eye(10)[y]
+    np.testing.assert_allclose(grad, (p - onehot) / 7, rtol=1e-12, atol=1e-15)
+
+
+def test_epoch_row_skips_without_mnist(monkeypatch):
+    def unavailable():
+        raise discover.Unavailable("no MNIST here")
+    monkeypatch.setattr(discover, "mnist_load_data", unavailable)
+    row = epoch.run_epochs(1, "tiny")
+    assert row["status"] == "skipped" and "no MNIST here" in row["reason"]
+
+
+def test_epoch_row_on_synthetic_data(monkeypatch):
+    rng = np.random.default_rng(2)
+    x, y = _synthetic(700, rng)
+    imgs = (np.clip(x, 0, 1) * 255).astype(np.uint8).reshape(-1, 28, 28)
+
+    def load_data(path=None):
+        return (imgs[:512], y[:512].astype(np.uint8)), (imgs[512:], y[512:].astype(np.uint8))
+    monkeypatch.setattr(discover, "mnist_load_data", lambda: load_data)
+    row = report.derive(epoch.run_epochs(1, "tiny", trainers=("pyblasnn", "numpy")))
+    assert row["status"] == "ok"
+    assert row["times"]["numpy"]["repeats"] == 1
+    assert 0.0 <= row["accuracy"]["numpy"] <= 1.0
+    # pyblasnn either trained or says why not (frontend not merged yet)
+    assert ("pyblasnn" in row["times"]) != ("pyblasnn" in row["unavailable"])
