@@ -18,7 +18,7 @@ from . import cases as cases_mod
 from . import discover, report
 from .check import assert_close
 from .machine import cores, describe, load_average, machine_info
-from .timing import MIN_SAMPLE_S, blas_threads, have_threadpoolctl, time_interleaved
+from .timing import MIN_SAMPLE_S, SETTLE_S, SETTLED_SAMPLE_S, blas_threads, have_threadpoolctl, time_interleaved
 
 DEFAULT_REPEATS = {"full": 7, "quick": 3, "tiny": 2}
 #: Repeats for pure-Python loops (each sample takes up to seconds).
@@ -120,7 +120,7 @@ def _short(exc):
     return (f"{type(exc).__name__}: " + " | ".join(lines[:4]))[:400]
 
 
-def run_case(case, thread_counts, repeats, rng, progress):
+def run_case(case, thread_counts, repeats, rng, progress, settle_s=SETTLE_S):
     """Rows (one per thread count) for one case: skipped, FAILED or timed."""
     rows = []
     try:
@@ -143,8 +143,11 @@ def run_case(case, thread_counts, repeats, rng, progress):
                 rows.append(dict(row, status="FAILED", reason=_short(exc)))
                 continue
             single = {"python"} & set(fns)
-            stats = time_interleaved(fns, repeats, MIN_SAMPLE_S, single_call=single,
-                                     single_call_repeats=min(repeats, PYTHON_REPEATS))
+            settle = settle_s if nt > 1 else 0.0
+            stats = time_interleaved(fns, repeats, SETTLED_SAMPLE_S if settle else MIN_SAMPLE_S,
+                                     single_call=single,
+                                     single_call_repeats=min(repeats, PYTHON_REPEATS),
+                                     settle_s=settle)
         scale = case.extra.get("rounds", 1) / case.extra.get("python_rounds", 1)
         if "python" in stats and scale != 1:
             for key in ("median_ms", "min_ms", "max_ms"):
@@ -199,7 +202,8 @@ def main(argv=None):
     for case in todo:
         counts = scaling if case.heavy else main_threads
         try:
-            new = run_case(case, counts, repeats, rng, lambda what: progress(what))
+            new = run_case(case, counts, repeats, rng, lambda what: progress(what),
+                           settle_s=SETTLE_S if mode == "full" else 0.0)
         except Exception as exc:  # a bug in a case must not lose the whole run
             traceback.print_exc(file=sys.stderr)
             new = [dict(_base_row(case, nt), status="FAILED", reason=_short(exc)) for nt in counts]

@@ -18,6 +18,16 @@ except ImportError:  # the harness works without it, but cannot pin NumPy's BLAS
 
 #: Sample length the loop count is calibrated to (spec: each sample >= ~2 ms).
 MIN_SAMPLE_S = 2e-3
+#: Pause before each sample of a multi-threaded case. Idle thread pools busy-wait after a
+#: call before they sleep (OpenBLAS ~2^28 cycles, about 0.1 s here; libgomp much less): a
+#: sample that starts while the *other* library's workers still spin finds a core taken
+#: and stalls for a scheduler tick (4 ms), which showed up as pyblasnn and NumPy alike
+#: taking ~4.0 ms for 1 ms products. Letting the previous competitor's pool go quiet
+#: times each library as a user sees it when it runs alone.
+SETTLE_S = 0.12
+#: Sample length for multi-threaded cases that settle: the first call after a pause also
+#: wakes the sleeping workers, so a longer sample keeps that one-off cost small.
+SETTLED_SAMPLE_S = 20e-3
 #: Upper bound on the wall time spent timing one case; repeats are reduced (never below
 #: MIN_REPEATS) when a single call is so slow that the requested repeats would exceed it.
 MAX_CASE_S = 20.0
@@ -67,12 +77,13 @@ def summarize(samples):
 
 
 def time_interleaved(fns, repeats, min_sample_s=MIN_SAMPLE_S, warmup=1, max_case_s=MAX_CASE_S,
-                     single_call=(), single_call_repeats=MIN_REPEATS):
+                     single_call=(), single_call_repeats=MIN_REPEATS, settle_s=0.0):
     """Time each named callable of ``fns`` ({name: fn}) interleaved; return {name: stats}.
 
     stats: median_ms, min_ms, max_ms (per call), loops (calls per sample), repeats.
     Names in ``single_call`` (pure-Python loops that take seconds) get no warm-up, one call
-    per sample, and only the first ``single_call_repeats`` rounds.
+    per sample, and only the first ``single_call_repeats`` rounds. ``settle_s``: pause
+    before every sample (see SETTLE_S), not counted in the times.
     """
     names = list(fns)
     slow = set()  # one call already lasts a whole sample: no loop to calibrate
@@ -98,6 +109,8 @@ def time_interleaved(fns, repeats, min_sample_s=MIN_SAMPLE_S, warmup=1, max_case
         for name in names:
             if name in single_call and r >= single_call_repeats:
                 continue
+            if settle_s:
+                time.sleep(settle_s)
             samples[name].append(_time_loop(fns[name], loops[name]) / loops[name])
     out = {}
     for name in names:
