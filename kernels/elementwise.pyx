@@ -42,6 +42,10 @@ cdef extern from "elementwise_spans.h" nogil:
     void pbn_maximum_span_f32(const float *x, const float *y, float *z, Py_ssize_t n)
     void pbn_maximum_span_f64(const double *x, const double *y, double *z, Py_ssize_t n)
     float pbn_sum_span_f32(const float *x, Py_ssize_t n)
+    void pbn_maximum_backward_span_f32(const float *x, const float *y, const float *dz,
+                                       float *dx, float *dy, Py_ssize_t n)
+    void pbn_maximum_backward_span_f64(const double *x, const double *y, const double *dz,
+                                       double *dx, double *dy, Py_ssize_t n)
     double pbn_sum_span_f64(const double *x, Py_ssize_t n)
 
 
@@ -265,6 +269,14 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
             off_y = off_y + idx * ys[d]
         xr = x + off_x
         yr = y + off_y
+        if xs[ndim - 1] == 1 and ys[ndim - 1] == 1:
+            if floating is float:
+                pbn_maximum_backward_span_f32(xr, yr, dz + r * inner, dx_full + r * inner,
+                                              dy_full + r * inner, inner)
+            else:
+                pbn_maximum_backward_span_f64(xr, yr, dz + r * inner, dx_full + r * inner,
+                                              dy_full + r * inner, inner)
+            continue
         for i in range(inner):
             a = xr[i * xs[ndim - 1]]
             b = yr[i * ys[ndim - 1]]

@@ -33,6 +33,18 @@ PBN_SIMD_CLONES static void pbn_add_span_##SUF(const T *x, const T *y, T *z, ptr
 {                                                                                         \
     for (ptrdiff_t i = 0; i < n; i++) z[i] = x[i] + y[i];                                 \
 }                                                                                         \
+/* dx := dz where maximum(x, y) picked x (x > y or x is NaN), dy := dz elsewhere */       \
+PBN_SIMD_CLONES static void pbn_maximum_backward_span_##SUF(const T *x, const T *y,       \
+                                                            const T *dz, T *dx, T *dy,    \
+                                                            ptrdiff_t n)                  \
+{                                                                                         \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                   \
+        T a = x[i], b = y[i], g = dz[i];                                                  \
+        int pick_x = (a > b) | (a != a);                                                  \
+        dx[i] = pick_x ? g : (T)0;                                                        \
+        dy[i] = pick_x ? (T)0 : g;                                                        \
+    }                                                                                     \
+}                                                                                         \
 /* sum of x[0..n): 32 interleaved partial sums (four AVX2 chains), combined pairwise;   \
  * a fixed order, so the result never depends on threads */                              \
 PBN_SIMD_CLONES static T pbn_sum_span_##SUF(const T *x, ptrdiff_t n)                      \

@@ -217,8 +217,12 @@ def maximum_backward(dz, x, y, n_threads=None):
         layout = _coalesce(shape, _element_strides(x_arr, shape), _element_strides(y_arr, shape))
         _ew.maximum_mask(layout[0], layout[1], layout[2], x_arr, y_arr, dz_arr,
                          dx_full, dy_full, nt)
-    return (sum_to_shape(dx_full, x_arr.shape, n_threads=nt),
-            sum_to_shape(dy_full, y_arr.shape, n_threads=nt))
+    return _reduce_to(dx_full, x_arr.shape, nt), _reduce_to(dy_full, y_arr.shape, nt)
+
+
+def _reduce_to(full, shape, nt):
+    """A gradient computed in the broadcast shape, summed to ``shape`` (no copy when equal)."""
+    return full if full.shape == tuple(shape) else sum_to_shape(full, shape, n_threads=nt)
 
 
 def sum_to_shape(dz, shape, out=None, n_threads=None):
@@ -355,9 +359,8 @@ def matmul_backward(dc, a, b, n_threads=None):
     else:
         db_full = np.empty(batch + b2.shape[-2:], dtype)
         _matmul_into(at, dc2, db_full, nt)
-    da = sum_to_shape(da_full, a2.shape, n_threads=nt).reshape(a.shape)
-    db = sum_to_shape(db_full, b2.shape, n_threads=nt).reshape(b.shape)
-    return da, db
+    return _reduce_to(da_full, a2.shape, nt).reshape(a.shape), \
+        _reduce_to(db_full, b2.shape, nt).reshape(b.shape)
 
 
 def dot(x, y, out=None, n_threads=None):
