@@ -133,3 +133,28 @@ def test_gemv_gathered_rows(dtype):
     single = np.array([23], dtype=np.intp)
     c1 = np.zeros((1, 7), dtype)
     _check(x, rng.standard_normal((40, 7)).astype(dtype), c1, rows=single, dtype=dtype)
+
+
+# --- the batched path's unpacked kernel for small products (gemm_tiny.c: n = 8 or 16) ---
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [8, 16])
+@pytest.mark.parametrize("m, k", [(1, 1), (5, 7), (16, 16), (32, 32), (33, 16), (16, 33)])
+@pytest.mark.parametrize("a_layout", ["c", "transposed"])
+def test_batched_small_products(dtype, n, m, k, a_layout):
+    from pyblasnn import ops
+    rng = np.random.default_rng(m * 100 + k)
+    a = rng.standard_normal((9, m, k)).astype(dtype)
+    if a_layout == "transposed":
+        a = np.ascontiguousarray(np.swapaxes(a, 1, 2)).swapaxes(1, 2)
+    b = rng.standard_normal((9, k, n)).astype(dtype)
+    outs = [ops.matmul(a, b, n_threads=t) for t in (1, 2, 7)]
+    for o in outs[1:]:
+        assert np.array_equal(o.view(np.uint8), outs[0].view(np.uint8))
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    bound = 2 * (k + 2) * eps(dtype) * (np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64))
+    assert outs[0].shape == (9, m, n) and outs[0].dtype == dtype
+    assert np.all(np.abs(outs[0] - ref) <= bound + 1e-30)
+    # a broadcast operand (the same B for every batch) takes the same path
+    shared = ops.matmul(a, b[:1])
+    np.testing.assert_allclose(shared, a.astype(np.float64) @ b[0].astype(np.float64),
+                               rtol=0, atol=float(np.max(bound)) * 4 + 1e-30)
