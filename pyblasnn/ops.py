@@ -274,6 +274,10 @@ def _rows_collapsible(a):
 
 def _batch_offsets(arr, batch_shape):
     """Element offsets of each matrix of arr broadcast to batch_shape + arr.shape[-2:]."""
+    if arr.ndim == 3 and arr.shape[0] == batch_shape[0] and len(batch_shape) == 1:
+        # one batch axis, not broadcast: the offsets are a plain arithmetic sequence
+        step = arr.strides[0] // arr.itemsize if arr.shape[0] > 1 else 0
+        return arr, np.arange(arr.shape[0], dtype=np.intp) * step
     view = np.broadcast_to(arr, tuple(batch_shape) + arr.shape[-2:])
     off = np.zeros(batch_shape, np.intp)
     for d, size in enumerate(batch_shape):
