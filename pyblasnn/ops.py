@@ -172,7 +172,11 @@ def add(x, y, out=None, n_threads=None):
 
 
 def add_backward(dz, x_shape, y_shape, n_threads=None):
-    """(dx, dy) for z = x + y: dz summed over the axes each operand was broadcast along."""
+    """(dx, dy) for z = x + y: dz summed over the axes each operand was broadcast along.
+
+    An operand that was not broadcast gets dz itself (as an array of the computed dtype,
+    not a copy), the way autograd engines pass an addition's gradient through.
+    """
     op = "add_backward"
     x_shape = V.shape_tuple(op, "x_shape", x_shape)
     y_shape = V.shape_tuple(op, "y_shape", y_shape)
@@ -182,8 +186,8 @@ def add_backward(dz, x_shape, y_shape, n_threads=None):
         raise ValueError(f"{op}: dz.shape {dz_arr.shape} != broadcast shape {z_shape} "
                          f"of x_shape {x_shape} and y_shape {y_shape}")
     nt = V.n_threads(op, n_threads)
-    return (sum_to_shape(dz_arr, x_shape, n_threads=nt),
-            sum_to_shape(dz_arr, y_shape, n_threads=nt))
+    dz_arr = V.as_float(op, "dz", dz_arr, V.result_dtype(op, dz_arr))
+    return _reduce_to(dz_arr, x_shape, nt), _reduce_to(dz_arr, y_shape, nt)
 
 
 def maximum(x, y, out=None, n_threads=None):

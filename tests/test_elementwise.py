@@ -387,3 +387,12 @@ def test_lean_path_row_broadcast_matches_numpy(dtype):
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         ops.add(x, b, out=ro)
+
+
+def test_add_backward_passes_an_unbroadcast_gradient_through():
+    dz = np.arange(12.0).reshape(4, 3)
+    dx, dy = ops.add_backward(dz, (4, 3), (3,))
+    assert dx is dz  # documented: no copy for an operand that was not broadcast
+    np.testing.assert_array_equal(dy, dz.sum(axis=0))
+    dx32, _ = ops.add_backward(dz.astype(np.float32), (4, 3), (1, 3))
+    assert dx32.dtype == np.float32 and dx32.shape == (4, 3)
