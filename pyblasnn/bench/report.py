@@ -208,8 +208,9 @@ def _document(result, markdown):
         notes = {r["note"] for r in kernel_rows(result, "pure_python") if r.get("note")}
         parts += [("- " if markdown else "") + n for n in sorted(notes)]
     if kernel_rows(result, "epoch"):
-        parts.append(title("End to end: one MNIST epoch (784-512-10, batch 128, SGD momentum 0.9, "
-                           "lr 0.01; x NumPy = NumPy s / trainer s)"))
+        from .epoch import LEARNING_RATE, MOMENTUM
+        parts.append(title(f"End to end: one MNIST epoch (784-512-10, batch 128, SGD momentum "
+                           f"{MOMENTUM}, lr {LEARNING_RATE}; x NumPy = NumPy s / trainer s)"))
         parts.append(_render(*epoch_table(result), markdown))
         for r in kernel_rows(result, "epoch"):
             parts.append(("- " if markdown else "") + f"data: {r['shape']}"
