@@ -444,7 +444,8 @@ def take_rows(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out, int n_threads
 # an `out` that is absent or a matching C-contiguous array that is either disjoint from the
 # inputs or one of them exactly — they compute after a few C-level checks. For anything
 # else they return None and ops takes the fully validated path. They never raise: the
-# thread count they get has already been validated by ops.
+# thread count they get has already been validated by ops (0 means the OpenMP default).
+from _openmp cimport omp_get_max_threads
 
 
 cdef inline bint plain_array(object a, int typenum):
@@ -495,6 +496,8 @@ cdef object lean_output(object out, cnp.ndarray like, int t):
 
 def try_relu(object x, object out, int n_threads):
     """relu(x) on the lean path, else None."""
+    if n_threads <= 0:
+        n_threads = omp_get_max_threads()
     cdef int t = float_typenum(x)
     if t < 0 or not plain_array(x, t):
         return None
@@ -516,6 +519,8 @@ def try_relu(object x, object out, int n_threads):
 
 def try_relu_backward(object dy, object x, object out, int n_threads):
     """relu_backward(dy, x) on the lean path, else None."""
+    if n_threads <= 0:
+        n_threads = omp_get_max_threads()
     cdef int t = float_typenum(x)
     if t < 0 or not plain_array(x, t) or not plain_array(dy, t):
         return None
@@ -540,6 +545,8 @@ def try_relu_backward(object dy, object x, object out, int n_threads):
 
 def try_binary(int op, object x, object y, object out, int n_threads):
     """x (op) y on the lean path (same shape, or y a row broadcast along x's last axis)."""
+    if n_threads <= 0:
+        n_threads = omp_get_max_threads()
     cdef int t = float_typenum(x)
     if t < 0 or not plain_array(x, t) or not plain_array(y, t):
         return None

@@ -113,10 +113,10 @@ def _coalesce(shape, *stride_lists):
 # --------------------------------------------------------------------------------- relu
 def relu(x, out=None, n_threads=None):
     """y = maximum(x, 0) element-wise, bit for bit as NumPy (NaN propagates, -0.0 -> 0.0)."""
-    nt = V.n_threads("relu", n_threads)
-    y = _ew.try_relu(x, out, nt)
+    y = _ew.try_relu(x, out, 0 if n_threads is None else V.n_threads("relu", n_threads))
     if y is not None:
         return y
+    nt = V.n_threads("relu", n_threads)
     x, dtype = _unary_dtype("relu", x)
     x = _contiguous_operand("relu", "x", x, dtype)
     buf, res = _output("relu", out, x.shape, dtype, x)
@@ -128,10 +128,10 @@ def relu(x, out=None, n_threads=None):
 def relu_backward(dy, x, out=None, n_threads=None):
     """dx = dy * (x > 0): the gradient of relu at x. dy and x have the same shape."""
     op = "relu_backward"
-    nt = V.n_threads(op, n_threads)
-    dx = _ew.try_relu_backward(dy, x, out, nt)
+    dx = _ew.try_relu_backward(dy, x, out, 0 if n_threads is None else V.n_threads(op, n_threads))
     if dx is not None:
         return dx
+    nt = V.n_threads(op, n_threads)
     dy_arr = V.as_array(op, "dy", dy)
     x_arr = V.as_array(op, "x", x)
     if dy_arr.shape != x_arr.shape:
@@ -147,10 +147,8 @@ def relu_backward(dy, x, out=None, n_threads=None):
 
 # ---------------------------------------------------------------- add / maximum (binary)
 def _binary(op, code, x, y, out, n_threads):
+    """The validated path of add and maximum (after their lean path declined)."""
     nt = V.n_threads(op, n_threads)
-    z = _ew.try_binary(code, x, y, out, nt)
-    if z is not None:
-        return z
     x_arr = V.as_array(op, "x", x)
     y_arr = V.as_array(op, "y", y)
     # Python scalars stay "weak" (NumPy's NEP 50 promotion); anything else as its array
@@ -168,7 +166,8 @@ def _binary(op, code, x, y, out, n_threads):
 
 def add(x, y, out=None, n_threads=None):
     """z = x + y with NumPy broadcasting, e.g. (32, 10) + (10,) -> (32, 10)."""
-    return _binary("add", _OP_ADD, x, y, out, n_threads)
+    z = _ew.try_binary(_OP_ADD, x, y, out, 0 if n_threads is None else V.n_threads("add", n_threads))
+    return z if z is not None else _binary("add", _OP_ADD, x, y, out, n_threads)
 
 
 def add_backward(dz, x_shape, y_shape, n_threads=None):
@@ -192,7 +191,9 @@ def add_backward(dz, x_shape, y_shape, n_threads=None):
 
 def maximum(x, y, out=None, n_threads=None):
     """z = numpy.maximum(x, y) with broadcasting; NaN in either operand propagates."""
-    return _binary("maximum", _OP_MAXIMUM, x, y, out, n_threads)
+    z = _ew.try_binary(_OP_MAXIMUM, x, y, out,
+                       0 if n_threads is None else V.n_threads("maximum", n_threads))
+    return z if z is not None else _binary("maximum", _OP_MAXIMUM, x, y, out, n_threads)
 
 
 def maximum_backward(dz, x, y, n_threads=None):
