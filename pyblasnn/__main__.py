@@ -12,7 +12,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 
 DEFAULT_LR = {"sgd": 0.1, "rmsprop": 0.001}
 DEFAULT_MOMENTUM = {"sgd": 0.9, "rmsprop": 0.0}

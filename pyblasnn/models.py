@@ -8,7 +8,6 @@ backward GEMMs write into the layers' gradient buffers and the optimizer updates
 """
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
@@ -20,6 +19,7 @@ from . import metrics as _metrics
 from . import ops
 from . import optimizers as _optimizers
 from .progress import Progbar
+from ._atomic import atomic_write
 
 __all__ = ["Sequential", "History", "load_model"]
 
@@ -533,19 +533,7 @@ def _check_verbose(op, verbose):
 
 
 def _atomic_savez(filepath, arrays):
-    filepath = os.fspath(filepath)
-    directory = os.path.dirname(os.path.abspath(filepath))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filepath)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(os.fspath(filepath), lambda f: np.savez(f, **arrays))
 
 
 def _read_npz(op, filepath):

@@ -4,7 +4,7 @@ import pytest
 
 from pyblasnn import ops
 
-from conftest import (PARALLEL_MIN_ELEMENTS, RTOL, assert_close, assert_exact, assert_meta,
+from conftest import (PARALLEL_MIN_ELEMENTS, assert_close, assert_exact, assert_meta,
                       eps, randn, strided_views)
 
 # 0, 1, odd, prime, multi-dim with a zero axis, larger than a SPAN (8192) and than the

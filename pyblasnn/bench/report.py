@@ -7,9 +7,9 @@ pyblasnn / NumPy).
 """
 import json
 import os
-import tempfile
 
 from .machine import describe
+from .._atomic import atomic_write
 
 NAMES = {"pyblasnn": "pyblasnn", "numpy": "NumPy", "python": "pure Python", "pytorch": "PyTorch"}
 
@@ -137,7 +137,6 @@ def epoch_table(result):
         for who in ("pyblasnn", "numpy", "pytorch"):
             s = r["times"].get(who)
             if s is None:
-                why = (r.get("unavailable") or {}).get(who, "not run")
                 body.append([NAMES[who], str(r["threads"]), "skipped", "-", "-", "-", "-"])
                 continue
             acc = (r.get("accuracy") or {}).get(who)
@@ -231,23 +230,7 @@ def markdown(result):
 
 
 def _atomic_write(path, text):
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _jsonable(x):

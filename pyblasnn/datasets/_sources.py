@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from .._atomic import atomic_write
 
 __all__ = [
     "DatasetUnavailableError",
@@ -76,28 +77,8 @@ def sha256_bytes(data) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new, never a part.
-
-    The bytes go to a temporary file in the same directory, are fsynced, and are renamed
-    over ``path`` with ``os.replace``; on any error the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    # Mode 0o666 less the umask, like any new file (mkstemp would force 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``data`` to ``path`` atomically (see pyblasnn._atomic.atomic_write)."""
+    atomic_write(path, lambda f: f.write(data))
     try:  # make the rename itself durable; not possible on every platform
         dir_fd = os.open(path.parent, os.O_RDONLY)
     except OSError:
