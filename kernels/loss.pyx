@@ -12,7 +12,7 @@ dtypes, contiguity and label range first.
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, log, INFINITY
+from libc.math cimport exp, expf, log, INFINITY
 
 # Below this many logits a parallel region costs more than it saves (one MLP minibatch of
 # 128 x 10 stays serial).
@@ -36,6 +36,14 @@ cdef inline Py_ssize_t _argmax_row(const floating* z, Py_ssize_t c) noexcept nog
     return best
 
 
+cdef inline double _exp_shifted(floating z, double m) noexcept nogil:
+    """exp(z - m) in the input's precision (expf for float32: 2-3x cheaper than exp)"""
+    if floating is float:
+        return expf(z - <float>m)
+    else:
+        return exp(z - m)
+
+
 cdef inline double _softmax_xent_row(const floating* z, Py_ssize_t c, Py_ssize_t label,
                               floating* dz, double scale) noexcept nogil:
     """loss = logsumexp(z) - z[label];  dz := (softmax(z) - onehot(label)) * scale (if dz)"""
@@ -48,7 +56,7 @@ cdef inline double _softmax_xent_row(const floating* z, Py_ssize_t c, Py_ssize_t
             m = z[j]
     if dz != NULL:
         for j in range(c):
-            e = exp(<double>z[j] - m)
+            e = _exp_shifted(z[j], m)
             dz[j] = <floating>e
             s += e
         inv_s = scale / s
@@ -57,7 +65,7 @@ cdef inline double _softmax_xent_row(const floating* z, Py_ssize_t c, Py_ssize_t
         dz[label] = <floating>(dz[label] - scale)
     else:
         for j in range(c):
-            s += exp(<double>z[j] - m)
+            s += _exp_shifted(z[j], m)
     return log(s) - (<double>z[label] - m)
 
 
