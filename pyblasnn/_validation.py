@@ -89,6 +89,8 @@ def same_layout(a, b):
 
 def n_threads(op, n):
     """Resolve a per-call thread count: None -> current setting, -1 -> all processors."""
+    if type(n) is int and n > 0:  # the common explicit case, first: it is on every call
+        return n
     if n is None:
         return _threads.max_threads()
     if isinstance(n, (bool, np.bool_)):
