@@ -75,9 +75,11 @@ def _blas_info():
         import threadpoolctl
     except ImportError:
         return None
+    # the library's file name, not its path: a path names this machine's directories
     keep = ("user_api", "internal_api", "prefix", "version", "num_threads",
-            "threading_layer", "architecture", "filepath")
-    return [{k: d.get(k) for k in keep} for d in threadpoolctl.threadpool_info()]
+            "threading_layer", "architecture")
+    return [dict({k: d.get(k) for k in keep}, file=os.path.basename(d.get("filepath") or ""))
+            for d in threadpoolctl.threadpool_info()]
 
 
 def _pyblasnn_info():
