@@ -229,7 +229,9 @@ def main(argv=None):
     result = {
         "schema": 1,
         "mode": mode,
-        "argv": list(sys.argv[1:] if argv is None else argv),
+        # file arguments by name only: a full path would record this machine's directories
+        "argv": [os.path.basename(a) if os.sep in str(a) else a
+                 for a in (sys.argv[1:] if argv is None else argv)],
         "settings": {"repeats": repeats, "min_sample_s": MIN_SAMPLE_S, "threads": main_threads,
                      "scaling_threads": scaling, "only": patterns,
                      "numpy_threads_limited": have_threadpoolctl(),
