@@ -67,6 +67,11 @@ def plot_matmul(plt, result, path):
     ax.set_xlabel("n  (n x n @ n x n, float32)")
     ax.set_ylabel("GFLOP/s  (2n^3 / t)")
     ax.set_title(f"matmul throughput — {_title_suffix(result)}", fontsize=9)
+    return _save(plt, fig, ax, path)
+
+
+def _save(plt, fig, ax, path):
+    """Grid, legend, tight layout, write the PNG, free the figure."""
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -102,12 +107,7 @@ def plot_elementwise(plt, result, path):
     ax.set_xlabel("elements (float32)")
     ax.set_ylabel("speedup over NumPy (NumPy time / pyblasnn time)")
     ax.set_title(f"element-wise kernels — {_title_suffix(result)}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, ax, path)
 
 
 def plot_batched(plt, result, path):
@@ -126,12 +126,7 @@ def plot_batched(plt, result, path):
     ax.set_xlabel("matrix size n  (batch x (n,n) @ (n,n), float32)")
     ax.set_ylabel("speedup over numpy.matmul")
     ax.set_title(f"batched matmul — {_title_suffix(result)}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, ax, path)
 
 
 def plot_epoch(plt, result, path):
