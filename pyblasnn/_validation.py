@@ -128,17 +128,22 @@ def shape_tuple(op, name, shape):
     return shape
 
 
+def _check_contraction(op, a_shape, b_shape, a, b):
+    """a's last axis must match b's second-to-last (its only one when b is 1-D)."""
+    ka = a_shape[-1]
+    kb = b_shape[-2] if len(b_shape) >= 2 else b_shape[0]
+    if ka != kb:
+        which = f"{b}.shape[-2]" if len(b_shape) >= 2 else f"{b}.shape[0]"
+        raise ValueError(f"{op}: shapes {tuple(a_shape)} and {tuple(b_shape)} not aligned: "
+                         f"{a}.shape[-1]={ka} != {which}={kb}")
+
+
 def matmul_shapes(op, a_shape, b_shape):
     """Output shape of numpy.matmul, with a clear error for mismatched operands."""
     if len(a_shape) == 0 or len(b_shape) == 0:
         raise ValueError(f"{op}: operands must have at least one dimension, got shapes "
                          f"{tuple(a_shape)} and {tuple(b_shape)} (use multiply for scalars)")
-    ka = a_shape[-1]
-    kb = b_shape[-2] if len(b_shape) >= 2 else b_shape[0]
-    if ka != kb:
-        which = "b.shape[-2]" if len(b_shape) >= 2 else "b.shape[0]"
-        raise ValueError(f"{op}: shapes {tuple(a_shape)} and {tuple(b_shape)} not aligned: "
-                         f"a.shape[-1]={ka} != {which}={kb}")
+    _check_contraction(op, a_shape, b_shape, "a", "b")
     batch = broadcast_shape(op, a_shape[:-2], b_shape[:-2]) if (len(a_shape) > 2 or len(b_shape) > 2) else ()
     out = list(batch)
     if len(a_shape) >= 2:
@@ -152,12 +157,7 @@ def dot_shapes(op, x_shape, y_shape):
     """Output shape of numpy.dot, with a clear error for mismatched operands."""
     if len(x_shape) == 0 or len(y_shape) == 0:
         return tuple(x_shape) + tuple(y_shape)
-    kx = x_shape[-1]
-    ky = y_shape[-2] if len(y_shape) >= 2 else y_shape[0]
-    if kx != ky:
-        which = "y.shape[-2]" if len(y_shape) >= 2 else "y.shape[0]"
-        raise ValueError(f"{op}: shapes {tuple(x_shape)} and {tuple(y_shape)} not aligned: "
-                         f"x.shape[-1]={kx} != {which}={ky}")
+    _check_contraction(op, x_shape, y_shape, "x", "y")
     return tuple(x_shape[:-1]) + tuple(y_shape[:-2]) + tuple(y_shape[-1:] if len(y_shape) >= 2 else ())
 
 
