@@ -446,52 +446,7 @@ def take_rows(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out, int n_threads
 # else they return None and ops takes the fully validated path. They never raise: the
 # thread count they get has already been validated by ops (0 means the OpenMP default).
 from _openmp cimport omp_get_max_threads
-
-
-cdef inline bint plain_array(object a, int typenum):
-    """a is an exact, aligned, C-contiguous ndarray of dtype typenum."""
-    if type(a) is not cnp.ndarray:
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(arr)
-            and cnp.PyArray_ISALIGNED(arr))
-
-
-cdef inline int float_typenum(object a):
-    if type(a) is not cnp.ndarray:
-        return -1
-    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    return t if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64 else -1
-
-
-cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
-    cdef int d, nd = cnp.PyArray_NDIM(a)
-    if cnp.PyArray_NDIM(b) != nd:
-        return False
-    for d in range(nd):
-        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
-            return False
-    return True
-
-
-cdef inline bint safe_output(cnp.ndarray out, cnp.ndarray a):
-    """Writing out element by element cannot clobber a value of a not yet read."""
-    cdef char *o = <char *>cnp.PyArray_DATA(out)
-    cdef char *p = <char *>cnp.PyArray_DATA(a)
-    if o == p and same_shape(out, a):
-        return True
-    return o + cnp.PyArray_NBYTES(out) <= p or p + cnp.PyArray_NBYTES(a) <= o
-
-
-cdef object lean_output(object out, cnp.ndarray like, int t):
-    """A new array shaped like `like`, or `out` when it is a writeable plain match; else None."""
-    if out is None:
-        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), t, 0)
-    if not plain_array(out, t) or not same_shape(<cnp.ndarray>out, like):
-        return None
-    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
-        return None
-    return out
+from _lean cimport float_typenum, lean_output, plain_array, safe_output, same_shape
 
 
 def try_relu(object x, object out, int n_threads):

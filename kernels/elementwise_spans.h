@@ -2,19 +2,14 @@
  * select into a vector blend (no data-dependent branch: relu_backward on random signs
  * would otherwise mispredict half of its branches).
  *
- * On x86-64 Linux with GCC each loop is also compiled for AVX2 and picked at load time
- * (target_clones / ifunc); elsewhere the portable build is the only one. Output may be one
+ * Each loop is also compiled for AVX2 (simd_clones.h). Output may be one
  * of the inputs (in-place), never a partial overlap (pyblasnn.ops guarantees that).
  */
 #ifndef PBN_ELEMENTWISE_SPANS_H
 #define PBN_ELEMENTWISE_SPANS_H
 #include <stddef.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define PBN_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define PBN_SIMD_CLONES
-#endif
+#include "simd_clones.h"
 
 #define PBN_DEFINE_SPANS(T, SUF)                                                          \
 /* y := maximum(x, 0) exactly as numpy: NaN kept, -0.0 -> +0.0 */                            \

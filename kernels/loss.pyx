@@ -12,7 +12,7 @@ dtypes, contiguity and label range first.
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, log, INFINITY
+from libc.math cimport exp, log, INFINITY
 
 # Below this many logits a parallel region costs more than it saves (one MLP minibatch of
 # 128 x 10 stays serial).
@@ -36,37 +36,24 @@ cdef inline Py_ssize_t _argmax_row(const floating* z, Py_ssize_t c) noexcept nog
     return best
 
 
-cdef inline double _exp_shifted(floating z, double m) noexcept nogil:
-    """exp(z - m) in the input's precision (expf for float32: 2-3x cheaper than exp)"""
+cdef extern from "loss_spans.h" nogil:
+    Py_ssize_t PBN_XENT_WORK
+    void pbn_exp_span_f32(const float *x, float *y, Py_ssize_t n)
+    Py_ssize_t pbn_softmax_xent_rows_f32(const float *z, Py_ssize_t n, Py_ssize_t c,
+                                         const Py_ssize_t *labels, float *dz, double scale,
+                                         double *row_loss)
+    Py_ssize_t pbn_softmax_xent_rows_f64(const double *z, Py_ssize_t n, Py_ssize_t c,
+                                         const Py_ssize_t *labels, double *dz, double scale,
+                                         double *row_loss)
+
+
+cdef inline Py_ssize_t _softmax_xent_rows(const floating* z, Py_ssize_t n, Py_ssize_t c,
+                                          const Py_ssize_t* labels, floating* dz, double scale,
+                                          double* row_loss) noexcept nogil:
     if floating is float:
-        return expf(z - <float>m)
+        return pbn_softmax_xent_rows_f32(z, n, c, labels, dz, scale, row_loss)
     else:
-        return exp(z - m)
-
-
-cdef inline double _softmax_xent_row(const floating* z, Py_ssize_t c, Py_ssize_t label,
-                              floating* dz, double scale) noexcept nogil:
-    """loss = logsumexp(z) - z[label];  dz := (softmax(z) - onehot(label)) * scale (if dz)"""
-    cdef Py_ssize_t j
-    cdef double m = -INFINITY
-    cdef double s = 0.0
-    cdef double e, inv_s
-    for j in range(c):                       # max-subtraction: exp never overflows
-        if z[j] > m:
-            m = z[j]
-    if dz != NULL:
-        for j in range(c):
-            e = _exp_shifted(z[j], m)
-            dz[j] = <floating>e
-            s += e
-        inv_s = scale / s
-        for j in range(c):
-            dz[j] = <floating>(dz[j] * inv_s)
-        dz[label] = <floating>(dz[label] - scale)
-    else:
-        for j in range(c):
-            s += _exp_shifted(z[j], m)
-    return log(s) - (<double>z[label] - m)
+        return pbn_softmax_xent_rows_f64(z, n, c, labels, dz, scale, row_loss)
 
 
 cdef double _sparse_softmax_xent(const floating* logits, Py_ssize_t n, Py_ssize_t c,
@@ -75,19 +62,31 @@ cdef double _sparse_softmax_xent(const floating* logits, Py_ssize_t n, Py_ssize_
                                  int n_threads) noexcept nogil:
     """mean_i(logsumexp(Z_i) - Z_i[y_i]);  dZ := (softmax(Z) - onehot(y)) / n
     IN logits (n, c), labels (n,) in [0, c); OUT dlogits (n, c) or NULL, row_loss (n,),
-    n_correct (count of argmax(Z_i) == y_i)."""
-    cdef Py_ssize_t i
-    cdef Py_ssize_t correct = 0
+    n_correct (count of argmax(Z_i) == y_i, or -1 if scratch memory ran out)."""
+    cdef Py_ssize_t b, r0, got
+    cdef Py_ssize_t correct = 0, failed = 0
     cdef double total = 0.0
-    cdef double scale = 1.0 / n if n > 0 else 0.0
+    cdef double scale = 1.0 / n
     cdef int nt = _threads_for(n * c, n_threads)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        row_loss[i] = _softmax_xent_row(logits + i * c, c, labels[i],
-                                        dlogits + i * c if dlogits != NULL else NULL, scale)
-        if _argmax_row(logits + i * c, c) == labels[i]:
-            correct += 1
-    for i in range(n):                       # sequential: same sum for any thread count
-        total += row_loss[i]
+    cdef Py_ssize_t rows = max(1, PBN_XENT_WORK // c)   # one scratch block per task
+    if nt == 1:
+        correct = _softmax_xent_rows(logits, n, c, labels, dlogits, scale, row_loss)
+        failed = correct < 0
+    else:
+        for b in prange((n + rows - 1) // rows, nogil=True, schedule="static", num_threads=nt):
+            r0 = b * rows
+            got = _softmax_xent_rows(logits + r0 * c, min(rows, n - r0), c, labels + r0,
+                                     dlogits + r0 * c if dlogits != NULL else NULL, scale,
+                                     row_loss + r0)
+            if got < 0:
+                failed += 1
+            else:
+                correct += got
+    if failed:
+        n_correct[0] = -1
+        return 0.0
+    for b in range(n):                       # sequential: same sum for any thread count
+        total += row_loss[b]
     n_correct[0] = correct
     return total * scale
 
@@ -197,6 +196,8 @@ def sparse_softmax_cross_entropy(const floating[:, ::1] logits, const Py_ssize_t
     with nogil:
         loss = _sparse_softmax_xent(&logits[0, 0], n, c, &labels[0], dz, &row_loss[0],
                                     &correct, n_threads)
+    if correct < 0:
+        raise MemoryError(f"sparse_softmax_cross_entropy: no memory for a row of {c} classes")
     return loss, correct
 
 
@@ -233,3 +234,83 @@ def softmax_backward(const floating[:, ::1] dy, const floating[:, ::1] y,
         return
     with nogil:
         _softmax_backward(&dy[0, 0], &y[0, 0], y.shape[0], y.shape[1], &out[0, 0], n_threads)
+
+
+# ----------------------------------------------------------------- lean call-overhead path
+# pyblasnn.fused tries this first (see _lean.pxd): it computes for plain arrays — float
+# logits (n, c) with n, c > 0, intp labels (n,) all in [0, c), an optional writeable dlogits
+# `out` and float64 `row_loss` disjoint from the inputs — and returns None for anything
+# else, which then takes the validated path (and gets its error message there).
+cimport numpy as cnp
+from libc.stdlib cimport free, malloc
+from _lean cimport disjoint_contiguous, float_typenum, plain_array, same_shape, writeable_match
+from _openmp cimport omp_get_max_threads
+
+cnp.import_array()
+
+
+cdef inline bint labels_in_range(const Py_ssize_t* labels, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef bint ok = True
+    for i in range(n):
+        ok &= <size_t>labels[i] < <size_t>c     # negative labels wrap to huge values
+    return ok
+
+
+def try_sparse_softmax_cross_entropy(object logits, object labels, object out, object row_loss,
+                                     int n_threads):
+    """(mean loss, n_correct) on the lean path, else None."""
+    if n_threads <= 0:
+        n_threads = omp_get_max_threads()
+    cdef int t = float_typenum(logits)
+    if t < 0 or not plain_array(logits, t) or not plain_array(labels, cnp.NPY_INTP):
+        return None
+    cdef cnp.ndarray z = <cnp.ndarray>logits, y = <cnp.ndarray>labels
+    if cnp.PyArray_NDIM(z) != 2 or cnp.PyArray_NDIM(y) != 1:
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_DIM(z, 0), c = cnp.PyArray_DIM(z, 1)
+    if n == 0 or c == 0 or cnp.PyArray_DIM(y, 0) != n:
+        return None
+    cdef void* dz = NULL
+    if out is not None:
+        if not writeable_match(out, z, t) or not disjoint_contiguous(<cnp.ndarray>out, z) \
+                or not disjoint_contiguous(<cnp.ndarray>out, y):
+            return None
+        dz = cnp.PyArray_DATA(<cnp.ndarray>out)
+    cdef double* losses
+    if row_loss is not None:
+        if not plain_array(row_loss, cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(<cnp.ndarray>row_loss) != 1 \
+                or cnp.PyArray_DIM(<cnp.ndarray>row_loss, 0) != n \
+                or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>row_loss) \
+                or (out is not None and not disjoint_contiguous(<cnp.ndarray>row_loss, <cnp.ndarray>out)):
+            return None
+    cdef const Py_ssize_t* lab = <const Py_ssize_t*>cnp.PyArray_DATA(y)
+    if not labels_in_range(lab, n, c):
+        return None
+    if row_loss is not None:
+        losses = <double*>cnp.PyArray_DATA(<cnp.ndarray>row_loss)
+    else:
+        losses = <double*>malloc(n * sizeof(double))
+        if losses == NULL:
+            return None
+    cdef Py_ssize_t correct = 0
+    cdef double loss
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            loss = _sparse_softmax_xent(<const float*>cnp.PyArray_DATA(z), n, c, lab,
+                                        <float*>dz, losses, &correct, n_threads)
+        else:
+            loss = _sparse_softmax_xent(<const double*>cnp.PyArray_DATA(z), n, c, lab,
+                                        <double*>dz, losses, &correct, n_threads)
+    if row_loss is None:
+        free(losses)
+    if correct < 0:
+        return None
+    return loss, correct
+
+
+def exp_float32(const float[::1] x, float[::1] out):
+    """out := exp(x) with the float32 exp the softmax kernels use (a test hook)."""
+    if x.shape[0]:
+        with nogil:
+            pbn_exp_span_f32(&x[0], &out[0], x.shape[0])

@@ -43,6 +43,10 @@ def sparse_softmax_cross_entropy(logits, labels, out=None, row_loss=None, n_thre
     Returns ``(loss, n_correct)`` where n_correct counts rows with argmax(logits) == label.
     """
     op = "sparse_softmax_cross_entropy"
+    done = _loss.try_sparse_softmax_cross_entropy(
+        logits, labels, out, row_loss, 0 if n_threads is None else _threads(op, n_threads))
+    if done is not None:
+        return done
     logits, labels, row_loss = _loss_buffers(op, logits, labels, out, row_loss)
     loss, correct = _loss.sparse_softmax_cross_entropy(logits, labels, out, row_loss,
                                                        _threads(op, n_threads))

@@ -8,7 +8,10 @@ DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 ATOL = {np.float32: 1e-6, np.float64: 1e-14}
 # (n, classes): empty, single, odd, prime, the book's batch, above the parallel threshold
-SHAPES = [(0, 3), (1, 1), (1, 10), (7, 3), (13, 11), (128, 10), (4001, 17)]
+# the narrow kernel (<= 16 classes, blocks of 128 rows) and the wide one (stack scratch up to
+# 2048 classes, heap beyond)
+SHAPES = [(0, 3), (1, 1), (1, 10), (7, 3), (13, 11), (128, 10), (300, 10), (129, 16), (5, 17),
+          (4001, 17), (3, 2049)]
 
 
 def ref_softmax(z):
@@ -89,6 +92,46 @@ def test_huge_logits_give_no_nan(dtype):
     probs = fused.softmax(z)
     assert np.all(np.isfinite(probs))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_float32_exp_is_faithful():
+    """The vectorised float32 exp is within 1 ulp of exp (float64 reference) everywhere."""
+    from pyblasnn._kernels.loss import exp_float32
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.uniform(-110, 90, 2_000_000), np.linspace(-104, -87, 100_001),
+                        np.linspace(-1, 1, 100_001), [0.0, -0.0, 88.72, 88.73, -103.97]])
+    x = x.astype(np.float32)
+    y = np.empty_like(x)
+    exp_float32(x, y)
+    ref = np.exp(x.astype(np.float64))
+    finite = ref < np.finfo(np.float32).max
+    ulp = np.spacing(ref[finite].astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(y[finite] - ref[finite]) / ulp) <= 1.0
+    assert np.all(np.isinf(y[~finite]))
+    special = np.array([np.nan, -np.inf, np.inf, -200, 200], np.float32)
+    exp_float32(special, out := np.empty_like(special))
+    np.testing.assert_array_equal(out, [np.nan, 0, np.inf, 0, np.inf])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_argmax_count_follows_numpy_with_nan_and_ties(dtype):
+    z = np.array([[1, np.nan, 3, np.nan], [2, 5, 5, 1], [np.inf, 0, np.inf, 1]], dtype=dtype)
+    y = np.array([1, 1, 0])
+    loss, correct = fused.sparse_softmax_cross_entropy(z, y)
+    assert correct == int((z.argmax(axis=1) == y).sum()) == 3
+    assert np.isnan(loss)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lean_and_validated_paths_agree(dtype):
+    z, y = make(300, 10, dtype, seed=5)
+    lean_out, slow_out = np.empty_like(z), np.empty_like(z)
+    rows = np.empty(300)
+    lean = fused.sparse_softmax_cross_entropy(z, y.astype(np.intp), out=lean_out, row_loss=rows)
+    slow = fused.sparse_softmax_cross_entropy(z, y.tolist(), out=slow_out)
+    assert lean == slow
+    np.testing.assert_array_equal(lean_out, slow_out)
+    assert rows.mean() == pytest.approx(lean[0], rel=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,0 +1,59 @@
+# Checks for the lean call-overhead paths (the try_* functions of the kernel modules).
+# pyblasnn's Python functions try those first: exact ndarrays of one float dtype, aligned and
+# C-contiguous, with a matching writeable `out` are computed after these few C-level checks;
+# anything else returns None from try_* and takes the fully validated Python path.
+cimport numpy as cnp
+
+
+cdef inline bint plain_array(object a, int typenum):
+    """a is an exact, aligned, C-contiguous ndarray of dtype typenum."""
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and cnp.PyArray_ISALIGNED(arr))
+
+
+cdef inline int float_typenum(object a):
+    """NPY_FLOAT32 / NPY_FLOAT64 for an exact ndarray of that dtype, else -1."""
+    if type(a) is not cnp.ndarray:
+        return -1
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    return t if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64 else -1
+
+
+cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
+    cdef int d, nd = cnp.PyArray_NDIM(a)
+    if cnp.PyArray_NDIM(b) != nd:
+        return False
+    for d in range(nd):
+        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
+            return False
+    return True
+
+
+cdef inline bint disjoint_contiguous(cnp.ndarray a, cnp.ndarray b):
+    """Two C-contiguous arrays share no byte."""
+    cdef char *p = <char *>cnp.PyArray_DATA(a)
+    cdef char *q = <char *>cnp.PyArray_DATA(b)
+    return p + cnp.PyArray_NBYTES(a) <= q or q + cnp.PyArray_NBYTES(b) <= p
+
+
+cdef inline bint safe_output(cnp.ndarray out, cnp.ndarray a):
+    """Writing out element by element cannot clobber a value of a not yet read."""
+    if cnp.PyArray_DATA(out) == cnp.PyArray_DATA(a) and same_shape(out, a):
+        return True
+    return disjoint_contiguous(out, a)
+
+
+cdef inline bint writeable_match(object out, cnp.ndarray like, int typenum):
+    """out is a plain, writeable array of like's shape and dtype typenum."""
+    return (plain_array(out, typenum) and same_shape(<cnp.ndarray>out, like)
+            and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out))
+
+
+cdef inline object lean_output(object out, cnp.ndarray like, int t):
+    """A new array shaped like `like`, or `out` when it is a writeable plain match; else None."""
+    if out is None:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), t, 0)
+    return out if writeable_match(out, like, t) else None
