@@ -4,62 +4,111 @@ Each element's update is independent, so the result is identical for any thread 
 Hyperparameters are rounded to the parameter's dtype first, so a float32 model is updated
 in float32 arithmetic, as Keras does.
 
+Every update is a span function (a branch-free loop the compiler vectorises; option
+branches are taken once per span, outside the loop) run on one thread for small
+parameters, or over fixed spans by the OpenMP team.
+
 The ``def`` wrappers release the GIL and do not validate: ``pyblasnn/fused.py`` proves that
-parameter, gradient and state arrays are C-contiguous, of one dtype and of one size.
+parameter, gradient and state arrays are C-contiguous, of one dtype and of one size (or the
+``try_`` entry points check plain arrays in C and return None for anything else).
 """
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport sqrt, isfinite
+
+from _lean cimport disjoint_contiguous, plain_array, same_shape, safe_output
+from _openmp cimport omp_get_max_threads
+
+cnp.import_array()
 
 # Below this many elements an update stays on one thread (the 512 x 10 kernel and every
 # bias of the book's model; the 784 x 512 kernel is split).
 cdef Py_ssize_t PARALLEL_MIN_ELEMENTS = 32768
+# Parallel work is cut into spans of this many elements.
+cdef Py_ssize_t SPAN = 8192
+
+cdef enum Rule:
+    RULE_SGD = 0
+    RULE_MOMENTUM = 1
+    RULE_NESTEROV = 2
+    RULE_RMSPROP = 3
+    RULE_RMSPROP_MOMENTUM = 4
+
+cdef struct Hyper:
+    double lr, momentum, rho, eps
 
 
-cdef inline int _threads_for(Py_ssize_t elements, int n_threads) noexcept nogil:
-    if n_threads < 1 or elements < PARALLEL_MIN_ELEMENTS:
-        return 1
-    return n_threads
-
-
-cdef void _sgd(floating* w, const floating* g, Py_ssize_t n, floating lr,
-               int n_threads) noexcept nogil:
-    """w := w - lr * g   OUT w; IN g"""
+cdef inline void _sgd_span(floating* w, const floating* g, Py_ssize_t n,
+                           floating lr) noexcept nogil:
+    """w := w - lr * g"""
     cdef Py_ssize_t i
-    for i in prange(n, nogil=True, schedule="static", num_threads=_threads_for(n, n_threads)):
+    for i in range(n):
         w[i] = w[i] - lr * g[i]
 
 
-cdef void _sgd_momentum(floating* w, floating* v, const floating* g, Py_ssize_t n, floating lr,
-                        floating momentum, bint nesterov, int n_threads) noexcept nogil:
-    """v := m*v - lr*g;  w := w + v  (nesterov: w := w + m*v - lr*g)   OUT w, v; IN g"""
+cdef inline void _momentum_span(floating* w, floating* v, const floating* g, Py_ssize_t n,
+                                floating lr, floating m, bint nesterov) noexcept nogil:
+    """v := m*v - lr*g;  w := w + v  (nesterov: w := w + (m*v - lr*g))"""
     cdef Py_ssize_t i
     cdef floating vi
-    for i in prange(n, nogil=True, schedule="static", num_threads=_threads_for(n, n_threads)):
-        vi = momentum * v[i] - lr * g[i]
-        v[i] = vi
-        if nesterov:
-            w[i] = w[i] + (momentum * vi - lr * g[i])
-        else:
+    if nesterov:
+        for i in range(n):
+            vi = m * v[i] - lr * g[i]
+            v[i] = vi
+            w[i] = w[i] + (m * vi - lr * g[i])
+    else:
+        for i in range(n):
+            vi = m * v[i] - lr * g[i]
+            v[i] = vi
             w[i] = w[i] + vi
 
 
-cdef void _rmsprop(floating* w, floating* a, floating* mom, const floating* g, Py_ssize_t n,
-                   floating lr, floating rho, floating momentum, floating eps,
-                   int n_threads) noexcept nogil:
+cdef inline void _rmsprop_span(floating* w, floating* a, floating* mom, const floating* g,
+                               Py_ssize_t n, floating lr, floating rho, floating m,
+                               floating eps) noexcept nogil:
     """a := rho*a + (1-rho)*g^2;  d := lr*g / (sqrt(a) + eps);
-    w := w - d, or with momentum  mom := m*mom + d;  w := w - mom   OUT w, a, mom (or NULL); IN g"""
+    w := w - d, or with momentum  mom := m*mom + d;  w := w - mom"""
     cdef Py_ssize_t i
     cdef floating ai, di
     cdef floating one_minus_rho = 1 - rho
-    for i in prange(n, nogil=True, schedule="static", num_threads=_threads_for(n, n_threads)):
-        ai = rho * a[i] + one_minus_rho * g[i] * g[i]
-        a[i] = ai
-        di = lr * g[i] / (<floating>sqrt(ai) + eps)
-        if mom != NULL:
-            di = momentum * mom[i] + di
+    if mom == NULL:
+        for i in range(n):
+            ai = rho * a[i] + one_minus_rho * g[i] * g[i]
+            a[i] = ai
+            w[i] = w[i] - lr * g[i] / (<floating>sqrt(ai) + eps)
+    else:
+        for i in range(n):
+            ai = rho * a[i] + one_minus_rho * g[i] * g[i]
+            a[i] = ai
+            di = m * mom[i] + lr * g[i] / (<floating>sqrt(ai) + eps)
             mom[i] = di
-        w[i] = w[i] - di
+            w[i] = w[i] - di
+
+
+cdef inline void _update_span(Rule rule, floating* w, floating* s1, floating* s2,
+                              const floating* g, Py_ssize_t n, Hyper h) noexcept nogil:
+    if rule == RULE_SGD:
+        _sgd_span(w, g, n, <floating>h.lr)
+    elif rule == RULE_MOMENTUM or rule == RULE_NESTEROV:
+        _momentum_span(w, s1, g, n, <floating>h.lr, <floating>h.momentum, rule == RULE_NESTEROV)
+    else:
+        _rmsprop_span(w, s1, s2, g, n, <floating>h.lr, <floating>h.rho, <floating>h.momentum,
+                      <floating>h.eps)
+
+
+cdef void _update(Rule rule, floating* w, floating* s1, floating* s2, const floating* g,
+                  Py_ssize_t n, Hyper h, int n_threads) noexcept nogil:
+    """One optimizer step over n elements   OUT w, s1, s2 (state, may be NULL); IN g"""
+    cdef Py_ssize_t b, lo
+    if n_threads < 2 or n < PARALLEL_MIN_ELEMENTS:
+        _update_span(rule, w, s1, s2, g, n, h)
+        return
+    for b in prange((n + SPAN - 1) // SPAN, nogil=True, schedule="static",
+                    num_threads=n_threads):
+        lo = b * SPAN
+        _update_span(rule, w + lo, s1 + lo if s1 != NULL else NULL,
+                     s2 + lo if s2 != NULL else NULL, g + lo, min(SPAN, n - lo), h)
 
 
 # ---------------------------------------------------------------------------------------
@@ -68,30 +117,124 @@ cdef void _rmsprop(floating* w, floating* a, floating* mom, const floating* g, P
 
 def sgd(floating[::1] w, const floating[::1] g, double learning_rate, int n_threads):
     """w -= learning_rate * g, in place."""
-    if w.shape[0] == 0:
-        return
-    with nogil:
-        _sgd(&w[0], &g[0], w.shape[0], <floating>learning_rate, n_threads)
+    cdef Hyper h = Hyper(learning_rate, 0.0, 0.0, 0.0)
+    if w.shape[0]:
+        with nogil:
+            _update(RULE_SGD, &w[0], <floating*>NULL, <floating*>NULL, &g[0], w.shape[0], h,
+                    n_threads)
 
 
 def sgd_momentum(floating[::1] w, floating[::1] v, const floating[::1] g, double learning_rate,
                  double momentum, bint nesterov, int n_threads):
     """v = momentum*v - learning_rate*g; w += v (nesterov: w += momentum*v - lr*g), in place."""
-    if w.shape[0] == 0:
-        return
-    with nogil:
-        _sgd_momentum(&w[0], &v[0], &g[0], w.shape[0], <floating>learning_rate,
-                      <floating>momentum, nesterov, n_threads)
+    cdef Hyper h = Hyper(learning_rate, momentum, 0.0, 0.0)
+    if w.shape[0]:
+        with nogil:
+            _update(RULE_NESTEROV if nesterov else RULE_MOMENTUM, &w[0], &v[0],
+                    <floating*>NULL, &g[0], w.shape[0], h, n_threads)
 
 
 def rmsprop(floating[::1] w, floating[::1] a, floating[::1] mom, const floating[::1] g,
             double learning_rate, double rho, double momentum, double epsilon, int n_threads):
     """a = rho*a + (1-rho)*g**2; w -= lr*g/(sqrt(a)+eps) (through mom when mom is not None)."""
+    cdef Hyper h = Hyper(learning_rate, momentum, rho, epsilon)
     cdef floating* mom_ptr = NULL
     if w.shape[0] == 0:
         return
     if mom is not None:
         mom_ptr = &mom[0]
     with nogil:
-        _rmsprop(&w[0], &a[0], mom_ptr, &g[0], w.shape[0], <floating>learning_rate,
-                 <floating>rho, <floating>momentum, <floating>epsilon, n_threads)
+        _update(RULE_RMSPROP if mom is None else RULE_RMSPROP_MOMENTUM, &w[0], &a[0], mom_ptr,
+                &g[0], w.shape[0], h, n_threads)
+
+
+# ----------------------------------------------------------------- lean call-overhead path
+# pyblasnn.fused tries these first (see _lean.pxd): plain arrays of one float dtype and one
+# shape, param and state writeable and disjoint, grad disjoint from them or one of them, and
+# hyperparameters that are Python floats in range. Anything else returns None and takes
+# the validated path, which raises the error message.
+
+cdef inline bint _lean_arrays(int t, object w, object s1, object s2, object g):
+    """w, g and the states that are not None form a valid in-place update of dtype t."""
+    arrays = (w, s1, s2, g)
+    cdef int i, j
+    for i in range(4):
+        a = arrays[i]
+        if a is None:
+            continue
+        if not plain_array(a, t) or not same_shape(<cnp.ndarray>a, <cnp.ndarray>w):
+            return False
+        if i < 3 and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+            return False
+        for j in range(i):          # updated arrays are disjoint; grad may also be one of them
+            if arrays[j] is None:
+                continue
+            if i < 3 and not disjoint_contiguous(<cnp.ndarray>arrays[j], <cnp.ndarray>a):
+                return False
+            if i == 3 and not safe_output(<cnp.ndarray>arrays[j], <cnp.ndarray>a):
+                return False
+    return True
+
+
+cdef inline bint _in_range(object x, double lo, double hi, bint hi_open):
+    """x is a Python float with lo <= x <= hi (x < hi when hi_open)."""
+    if type(x) is not float:
+        return False
+    cdef double v = <double>x
+    return isfinite(v) and v >= lo and (v < hi if hi_open else v <= hi)
+
+
+cdef object _lean_update(Rule rule, object w, object s1, object s2, object g, Hyper h,
+                         int n_threads):
+    if type(w) is not cnp.ndarray:
+        return None
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>w)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not _lean_arrays(t, w, s1, s2, g):
+        return None
+    if n_threads <= 0:
+        n_threads = omp_get_max_threads()
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>w)
+    cdef void* pw = cnp.PyArray_DATA(<cnp.ndarray>w)
+    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
+    cdef void* p1 = NULL if s1 is None else cnp.PyArray_DATA(<cnp.ndarray>s1)
+    cdef void* p2 = NULL if s2 is None else cnp.PyArray_DATA(<cnp.ndarray>s2)
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            _update(rule, <float*>pw, <float*>p1, <float*>p2, <const float*>pg, n, h, n_threads)
+        else:
+            _update(rule, <double*>pw, <double*>p1, <double*>p2, <const double*>pg, n, h,
+                    n_threads)
+    return True
+
+
+def try_sgd_momentum(object w, object v, object g, object learning_rate, object momentum,
+                     bint nesterov, int n_threads):
+    """sgd_momentum on the lean path (True), else None."""
+    if not _in_range(learning_rate, 0.0, 1e308, False) or not _in_range(momentum, 0.0, 1.0, True):
+        return None
+    cdef Hyper h = Hyper(<double>learning_rate, <double>momentum, 0.0, 0.0)
+    return _lean_update(RULE_NESTEROV if nesterov else RULE_MOMENTUM, w, v, None, g, h,
+                        n_threads)
+
+
+def try_sgd(object w, object g, object learning_rate, int n_threads):
+    """sgd on the lean path (True), else None."""
+    if not _in_range(learning_rate, 0.0, 1e308, False):
+        return None
+    cdef Hyper h = Hyper(<double>learning_rate, 0.0, 0.0, 0.0)
+    return _lean_update(RULE_SGD, w, None, None, g, h, n_threads)
+
+
+def try_rmsprop(object w, object a, object mom, object g, object learning_rate, object rho,
+                object momentum, object epsilon, int n_threads):
+    """rmsprop on the lean path (True), else None (mom is used only when momentum > 0)."""
+    if not (_in_range(learning_rate, 0.0, 1e308, False) and _in_range(rho, 0.0, 1.0, True)
+            and _in_range(momentum, 0.0, 1.0, True) and _in_range(epsilon, 0.0, 1e308, False)
+            and <double>epsilon > 0.0):
+        return None
+    cdef Hyper h = Hyper(<double>learning_rate, <double>momentum, <double>rho, <double>epsilon)
+    if h.momentum > 0.0:
+        if mom is None:
+            return None
+        return _lean_update(RULE_RMSPROP_MOMENTUM, w, a, mom, g, h, n_threads)
+    return _lean_update(RULE_RMSPROP, w, a, None, g, h, n_threads)

@@ -308,4 +308,19 @@ def check_param_and_state(op, param, grad, **state):
             raise TypeError(f"{op}: {name} dtype {a.dtype} != param dtype {param.dtype}")
         if a.shape != param.shape:
             raise ValueError(f"{op}: {name} shape {a.shape} != param shape {param.shape}")
+    _check_update_overlap(op, arrays)
     return [a.reshape(-1) for a in arrays.values()]
+
+
+def _check_update_overlap(op, arrays):
+    """Arrays updated in place share no memory; grad may be one of them, exactly."""
+    names = list(arrays)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a, b = arrays[first], arrays[second]
+            if not _np.shares_memory(a, b):
+                continue
+            if "grad" in (first, second) and a.__array_interface__ == b.__array_interface__:
+                continue
+            raise ValueError(f"{op}: {first} and {second} overlap in memory (each array "
+                             "updated in place needs its own buffer)")

@@ -100,6 +100,9 @@ def softmax_backward(dy, y, out=None, n_threads=None):
 def sgd_update(param, grad, learning_rate, n_threads=None):
     """In place: param -= learning_rate * grad."""
     op = "sgd_update"
+    if _optim.try_sgd(param, grad, learning_rate,
+                      0 if n_threads is None else _threads(op, n_threads)) is not None:
+        return
     p, g = _v.check_param_and_state(op, param, grad)
     lr = _v.check_positive_float(op, "learning_rate", learning_rate, allow_zero=True)
     _optim.sgd(p, g, lr, _threads(op, n_threads))
@@ -110,6 +113,9 @@ def sgd_momentum_update(param, velocity, grad, learning_rate, momentum, nesterov
     """In place (Keras rule): velocity = momentum*velocity - lr*grad; param += velocity
     (nesterov: param += momentum*velocity - lr*grad)."""
     op = "sgd_momentum_update"
+    if _optim.try_sgd_momentum(param, velocity, grad, learning_rate, momentum, bool(nesterov),
+                               0 if n_threads is None else _threads(op, n_threads)) is not None:
+        return
     p, g, v = _v.check_param_and_state(op, param, grad, velocity=velocity)
     lr = _v.check_positive_float(op, "learning_rate", learning_rate, allow_zero=True)
     m = _v.check_unit_interval(op, "momentum", momentum)
@@ -124,6 +130,9 @@ def rmsprop_update(param, accumulator, grad, learning_rate, rho, epsilon, moment
     param -= mom.
     """
     op = "rmsprop_update"
+    if _optim.try_rmsprop(param, accumulator, momentum_buffer, grad, learning_rate, rho, momentum,
+                          epsilon, 0 if n_threads is None else _threads(op, n_threads)) is not None:
+        return
     lr = _v.check_positive_float(op, "learning_rate", learning_rate, allow_zero=True)
     rho = _v.check_unit_interval(op, "rho", rho)
     eps = _v.check_positive_float(op, "epsilon", epsilon)

@@ -126,6 +126,8 @@ def test_defaults_repr_and_get():
 
 
 W = np.zeros(3)
+W32 = np.zeros(3, np.float32)
+BUF = np.zeros(4, np.float32)
 BAD = [
     (lambda: optimizers.SGD(learning_rate=0), ValueError, "learning_rate must be > 0"),
     (lambda: optimizers.SGD(learning_rate=-0.1), ValueError, "learning_rate must be > 0"),
@@ -147,6 +149,21 @@ BAD = [
      "velocity shape (2,)"),
     (lambda: fused.rmsprop_update(W, W.copy(), W, 0.1, 0.9, 1e-7, momentum=0.5), ValueError,
      "needs a momentum_buffer"),
+    # plain float32 arrays with bad float hyperparameters (the lean path hands them over)
+    (lambda: fused.sgd_update(W32, W32.copy(), -0.1), ValueError, "learning_rate must be >= 0"),
+    (lambda: fused.sgd_momentum_update(W32, W32.copy(), W32.copy(), 0.1, 1.0), ValueError,
+     "momentum must be in [0, 1)"),
+    (lambda: fused.sgd_momentum_update(W32, W32.copy(), W32.copy(), float("inf"), 0.5),
+     ValueError, "must be finite"),
+    (lambda: fused.rmsprop_update(W32, W32.copy(), W32.copy(), 0.1, 1.0, 1e-7), ValueError,
+     "rho must be in [0, 1)"),
+    (lambda: fused.rmsprop_update(W32, W32.copy(), W32.copy(), 0.1, 0.9, 0.0), ValueError,
+     "epsilon must be > 0"),
+    (lambda: fused.sgd_momentum_update(W32, W32, W32.copy(), 0.1, 0.9), ValueError,
+     "param and velocity overlap"),
+    (lambda: fused.sgd_momentum_update(BUF[:-1], BUF[1:], W32.copy(), 0.1, 0.9), ValueError,
+     "param and velocity overlap"),
+    (lambda: fused.sgd_update(BUF[:-1], BUF[1:], 0.1), ValueError, "param and grad overlap"),
 ]
 
 
@@ -155,6 +172,18 @@ def test_bad_input(call, exc, fragment):
     with pytest.raises(exc) as info:
         call()
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_may_be_the_updated_array(dtype):
+    """grad aliasing the parameter (or velocity) exactly is an element-wise update: allowed."""
+    w = np.arange(1.0, 6.0, dtype=dtype)
+    fused.sgd_update(w, w, 0.5)
+    np.testing.assert_array_equal(w, np.arange(1.0, 6.0, dtype=dtype) / 2)
+    v = np.ones(5, dtype)
+    fused.sgd_momentum_update(w, v, v, 0.5, 0.5)   # v = 0.5 v - 0.5 v = 0; w += 0
+    np.testing.assert_array_equal(v, 0.0)
+    np.testing.assert_array_equal(w, np.arange(1.0, 6.0, dtype=dtype) / 2)
 
 
 def test_read_only_parameter_is_rejected():
