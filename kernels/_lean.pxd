@@ -3,6 +3,7 @@
 # C-contiguous, with a matching writeable `out` are computed after these few C-level checks;
 # anything else returns None from try_* and takes the fully validated Python path.
 cimport numpy as cnp
+from _openmp cimport omp_get_max_threads
 
 
 cdef inline bint plain_array(object a, int typenum):
@@ -57,3 +58,13 @@ cdef inline object lean_output(object out, cnp.ndarray like, int t):
     if out is None:
         return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), t, 0)
     return out if writeable_match(out, like, t) else None
+
+
+cdef inline int lean_threads(object n):
+    """Thread count of a lean call: None -> the OpenMP default, a positive int as given; 0 for
+    anything else, which the validated path resolves (-1) or rejects."""
+    if n is None:
+        return omp_get_max_threads()
+    if type(n) is int and 0 < n < 65536:
+        return <int>n
+    return 0

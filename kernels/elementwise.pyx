@@ -443,16 +443,16 @@ def take_rows(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out, int n_threads
 # C-contiguous, same shape (or a row vector broadcast along the last axis, as a bias), and
 # an `out` that is absent or a matching C-contiguous array that is either disjoint from the
 # inputs or one of them exactly — they compute after a few C-level checks. For anything
-# else they return None and ops takes the fully validated path. They never raise: the
-# thread count they get has already been validated by ops (0 means the OpenMP default).
-from _openmp cimport omp_get_max_threads
-from _lean cimport float_typenum, lean_output, plain_array, safe_output, same_shape
+# else (a thread count other than None or a positive int included) they return None and
+# ops takes the fully validated path. They never raise.
+from _lean cimport float_typenum, lean_output, lean_threads, plain_array, safe_output, same_shape
 
 
-def try_relu(object x, object out, int n_threads):
+def try_relu(object x, object out, object threads):
     """relu(x) on the lean path, else None."""
-    if n_threads <= 0:
-        n_threads = omp_get_max_threads()
+    cdef int n_threads = lean_threads(threads)
+    if n_threads == 0:
+        return None
     cdef int t = float_typenum(x)
     if t < 0 or not plain_array(x, t):
         return None
@@ -472,10 +472,11 @@ def try_relu(object x, object out, int n_threads):
     return y
 
 
-def try_relu_backward(object dy, object x, object out, int n_threads):
+def try_relu_backward(object dy, object x, object out, object threads):
     """relu_backward(dy, x) on the lean path, else None."""
-    if n_threads <= 0:
-        n_threads = omp_get_max_threads()
+    cdef int n_threads = lean_threads(threads)
+    if n_threads == 0:
+        return None
     cdef int t = float_typenum(x)
     if t < 0 or not plain_array(x, t) or not plain_array(dy, t):
         return None
@@ -498,10 +499,11 @@ def try_relu_backward(object dy, object x, object out, int n_threads):
     return dx
 
 
-def try_binary(int op, object x, object y, object out, int n_threads):
+def try_binary(int op, object x, object y, object out, object threads):
     """x (op) y on the lean path (same shape, or y a row broadcast along x's last axis)."""
-    if n_threads <= 0:
-        n_threads = omp_get_max_threads()
+    cdef int n_threads = lean_threads(threads)
+    if n_threads == 0:
+        return None
     cdef int t = float_typenum(x)
     if t < 0 or not plain_array(x, t) or not plain_array(y, t):
         return None

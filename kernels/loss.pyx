@@ -243,8 +243,8 @@ def softmax_backward(const floating[:, ::1] dy, const floating[:, ::1] y,
 # else, which then takes the validated path (and gets its error message there).
 cimport numpy as cnp
 from libc.stdlib cimport free, malloc
-from _lean cimport disjoint_contiguous, float_typenum, plain_array, same_shape, writeable_match
-from _openmp cimport omp_get_max_threads
+from _lean cimport (disjoint_contiguous, float_typenum, lean_threads, plain_array, same_shape,
+                   writeable_match)
 
 cnp.import_array()
 
@@ -258,10 +258,11 @@ cdef inline bint labels_in_range(const Py_ssize_t* labels, Py_ssize_t n, Py_ssiz
 
 
 def try_sparse_softmax_cross_entropy(object logits, object labels, object out, object row_loss,
-                                     int n_threads):
+                                     object threads):
     """(mean loss, n_correct) on the lean path, else None."""
-    if n_threads <= 0:
-        n_threads = omp_get_max_threads()
+    cdef int n_threads = lean_threads(threads)
+    if n_threads == 0:
+        return None
     cdef int t = float_typenum(logits)
     if t < 0 or not plain_array(logits, t) or not plain_array(labels, cnp.NPY_INTP):
         return None

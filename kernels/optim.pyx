@@ -17,8 +17,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt, isfinite
 
-from _lean cimport disjoint_contiguous, plain_array, same_shape, safe_output
-from _openmp cimport omp_get_max_threads
+from _lean cimport disjoint_contiguous, lean_threads, plain_array, same_shape, safe_output
 
 cnp.import_array()
 
@@ -185,14 +184,13 @@ cdef inline bint _in_range(object x, double lo, double hi, bint hi_open):
 
 
 cdef object _lean_update(Rule rule, object w, object s1, object s2, object g, Hyper h,
-                         int n_threads):
-    if type(w) is not cnp.ndarray:
+                         object threads):
+    cdef int n_threads = lean_threads(threads)
+    if n_threads == 0 or type(w) is not cnp.ndarray:
         return None
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>w)
     if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not _lean_arrays(t, w, s1, s2, g):
         return None
-    if n_threads <= 0:
-        n_threads = omp_get_max_threads()
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>w)
     cdef void* pw = cnp.PyArray_DATA(<cnp.ndarray>w)
     cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
@@ -208,7 +206,7 @@ cdef object _lean_update(Rule rule, object w, object s1, object s2, object g, Hy
 
 
 def try_sgd_momentum(object w, object v, object g, object learning_rate, object momentum,
-                     bint nesterov, int n_threads):
+                     bint nesterov, object n_threads):
     """sgd_momentum on the lean path (True), else None."""
     if not _in_range(learning_rate, 0.0, 1e308, False) or not _in_range(momentum, 0.0, 1.0, True):
         return None
@@ -217,7 +215,7 @@ def try_sgd_momentum(object w, object v, object g, object learning_rate, object 
                         n_threads)
 
 
-def try_sgd(object w, object g, object learning_rate, int n_threads):
+def try_sgd(object w, object g, object learning_rate, object n_threads):
     """sgd on the lean path (True), else None."""
     if not _in_range(learning_rate, 0.0, 1e308, False):
         return None
@@ -226,7 +224,7 @@ def try_sgd(object w, object g, object learning_rate, int n_threads):
 
 
 def try_rmsprop(object w, object a, object mom, object g, object learning_rate, object rho,
-                object momentum, object epsilon, int n_threads):
+                object momentum, object epsilon, object n_threads):
     """rmsprop on the lean path (True), else None (mom is used only when momentum > 0)."""
     if not (_in_range(learning_rate, 0.0, 1e308, False) and _in_range(rho, 0.0, 1.0, True)
             and _in_range(momentum, 0.0, 1.0, True) and _in_range(epsilon, 0.0, 1e308, False)

@@ -44,7 +44,7 @@ def sparse_softmax_cross_entropy(logits, labels, out=None, row_loss=None, n_thre
     """
     op = "sparse_softmax_cross_entropy"
     done = _loss.try_sparse_softmax_cross_entropy(
-        logits, labels, out, row_loss, 0 if n_threads is None else _threads(op, n_threads))
+        logits, labels, out, row_loss, n_threads)
     if done is not None:
         return done
     logits, labels, row_loss = _loss_buffers(op, logits, labels, out, row_loss)
@@ -100,8 +100,7 @@ def softmax_backward(dy, y, out=None, n_threads=None):
 def sgd_update(param, grad, learning_rate, n_threads=None):
     """In place: param -= learning_rate * grad."""
     op = "sgd_update"
-    if _optim.try_sgd(param, grad, learning_rate,
-                      0 if n_threads is None else _threads(op, n_threads)) is not None:
+    if _optim.try_sgd(param, grad, learning_rate, n_threads) is not None:
         return
     p, g = _v.check_param_and_state(op, param, grad)
     lr = _v.check_positive_float(op, "learning_rate", learning_rate, allow_zero=True)
@@ -114,7 +113,7 @@ def sgd_momentum_update(param, velocity, grad, learning_rate, momentum, nesterov
     (nesterov: param += momentum*velocity - lr*grad)."""
     op = "sgd_momentum_update"
     if _optim.try_sgd_momentum(param, velocity, grad, learning_rate, momentum, bool(nesterov),
-                               0 if n_threads is None else _threads(op, n_threads)) is not None:
+                               n_threads) is not None:
         return
     p, g, v = _v.check_param_and_state(op, param, grad, velocity=velocity)
     lr = _v.check_positive_float(op, "learning_rate", learning_rate, allow_zero=True)
@@ -131,7 +130,7 @@ def rmsprop_update(param, accumulator, grad, learning_rate, rho, epsilon, moment
     """
     op = "rmsprop_update"
     if _optim.try_rmsprop(param, accumulator, momentum_buffer, grad, learning_rate, rho, momentum,
-                          epsilon, 0 if n_threads is None else _threads(op, n_threads)) is not None:
+                          epsilon, n_threads) is not None:
         return
     lr = _v.check_positive_float(op, "learning_rate", learning_rate, allow_zero=True)
     rho = _v.check_unit_interval(op, "rho", rho)

@@ -22,6 +22,9 @@ __all__ = [
 ]
 
 _OP_ADD, _OP_MAXIMUM = 0, 1
+# The lean paths (exact float ndarrays, see kernels/_lean.pxd), bound once: the book's
+# benchmark makes thousands of calls on (20, 100) arrays, where every lookup shows.
+_try_relu, _try_relu_backward, _try_binary = _ew.try_relu, _ew.try_relu_backward, _ew.try_binary
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -113,7 +116,7 @@ def _coalesce(shape, *stride_lists):
 # --------------------------------------------------------------------------------- relu
 def relu(x, out=None, n_threads=None):
     """y = maximum(x, 0) element-wise, bit for bit as NumPy (NaN propagates, -0.0 -> 0.0)."""
-    y = _ew.try_relu(x, out, 0 if n_threads is None else V.n_threads("relu", n_threads))
+    y = _try_relu(x, out, n_threads)
     if y is not None:
         return y
     nt = V.n_threads("relu", n_threads)
@@ -128,7 +131,7 @@ def relu(x, out=None, n_threads=None):
 def relu_backward(dy, x, out=None, n_threads=None):
     """dx = dy * (x > 0): the gradient of relu at x. dy and x have the same shape."""
     op = "relu_backward"
-    dx = _ew.try_relu_backward(dy, x, out, 0 if n_threads is None else V.n_threads(op, n_threads))
+    dx = _try_relu_backward(dy, x, out, n_threads)
     if dx is not None:
         return dx
     nt = V.n_threads(op, n_threads)
@@ -166,7 +169,7 @@ def _binary(op, code, x, y, out, n_threads):
 
 def add(x, y, out=None, n_threads=None):
     """z = x + y with NumPy broadcasting, e.g. (32, 10) + (10,) -> (32, 10)."""
-    z = _ew.try_binary(_OP_ADD, x, y, out, 0 if n_threads is None else V.n_threads("add", n_threads))
+    z = _try_binary(_OP_ADD, x, y, out, n_threads)
     return z if z is not None else _binary("add", _OP_ADD, x, y, out, n_threads)
 
 
@@ -191,8 +194,7 @@ def add_backward(dz, x_shape, y_shape, n_threads=None):
 
 def maximum(x, y, out=None, n_threads=None):
     """z = numpy.maximum(x, y) with broadcasting; NaN in either operand propagates."""
-    z = _ew.try_binary(_OP_MAXIMUM, x, y, out,
-                       0 if n_threads is None else V.n_threads("maximum", n_threads))
+    z = _try_binary(_OP_MAXIMUM, x, y, out, n_threads)
     return z if z is not None else _binary("maximum", _OP_MAXIMUM, x, y, out, n_threads)
 
 
