@@ -135,13 +135,26 @@ def test_gemv_gathered_rows(dtype):
     _check(x, rng.standard_normal((40, 7)).astype(dtype), c1, rows=single, dtype=dtype)
 
 
-# --- the batched path's unpacked kernel for small products (gemm_tiny.c: n = 8 or 16) ---
+# --- the batched path's unpacked kernel for small products (gemm_tiny.c: n = 8, 16, 32, 64
+# for float32, 8, 16, 32 for float64; m, k <= 64). m covers every leftover-row group
+# (rows are grouped by 8, 6 or 3), 65 is past the limit (packed path). ---
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [8, 16])
-@pytest.mark.parametrize("m, k", [(1, 1), (5, 7), (16, 16), (32, 32), (33, 16), (16, 33)])
+@pytest.mark.parametrize("n", [8, 16, 32, 64])
+@pytest.mark.parametrize("m, k", [(1, 1), (5, 7), (7, 3), (16, 16), (17, 9), (32, 32),
+                                  (64, 64), (65, 16), (16, 65)])
 @pytest.mark.parametrize("a_layout", ["c", "transposed"])
-def test_batched_small_products(dtype, n, m, k, a_layout):
+@pytest.mark.parametrize("portable", [False, True], ids=["default", "portable"])
+def test_batched_small_products(dtype, n, m, k, a_layout, portable):
     from pyblasnn import ops
+    from pyblasnn._kernels import linalg
+    linalg.force_portable(portable)
+    try:
+        _check_batched_small(dtype, n, m, k, a_layout, ops)
+    finally:
+        linalg.force_portable(False)
+
+
+def _check_batched_small(dtype, n, m, k, a_layout, ops):
     rng = np.random.default_rng(m * 100 + k)
     a = rng.standard_normal((9, m, k)).astype(dtype)
     if a_layout == "transposed":

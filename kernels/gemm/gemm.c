@@ -12,6 +12,7 @@ static int force_portable = 0;
 void pbn_gemm_force_portable(int force) { force_portable = force != 0; }
 
 static int pbn_use_simd(void) { return !force_portable && pbn_cpu_has_avx2_fma(); }
+int pbn_gemm_use_simd(void) { return pbn_use_simd(); }
 
 const char *pbn_gemm_kernel_name(void)
 {
@@ -97,6 +98,7 @@ static void pbn_scratch_done(void)
 #define MC 144
 #define NC 4080
 #define UKR_T pbn_ukr_f32
+#define TINY_WIDTH PBN_TINY_WIDTH_F32
 #define ukr_simd_f32 pbn_ukr_avx2_f32
 #include "gemm_driver.h"
 #undef T
@@ -107,6 +109,7 @@ static void pbn_scratch_done(void)
 #undef MC
 #undef NC
 #undef UKR_T
+#undef TINY_WIDTH
 
 /* ---- double ---- */
 #define T double
@@ -117,6 +120,7 @@ static void pbn_scratch_done(void)
 #define MC 72
 #define NC 4080
 #define UKR_T pbn_ukr_f64
+#define TINY_WIDTH PBN_TINY_WIDTH_F64
 #define ukr_simd_f64 pbn_ukr_avx2_f64
 #include "gemm_driver.h"
 #undef T
@@ -127,6 +131,7 @@ static void pbn_scratch_done(void)
 #undef MC
 #undef NC
 #undef UKR_T
+#undef TINY_WIDTH
 
 /* ---- float, small n: one dot product per C element, vectorised along k ----
  * For n <= 16 with A rows contiguous in k (the n = 10 output layer's forward pass

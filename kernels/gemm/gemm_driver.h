@@ -298,7 +298,7 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
     if (nt > batch) nt = (int)batch;
     const size_t nb = k > 0 ? FN(bp_elems)(n, k) : 0, na = pack_a ? FN(ap_elems)(m, k) : 0;
 
-    if (k > 0 && m <= PBN_TINY_MAX && k <= PBN_TINY_MAX && PBN_TINY_WIDTH(n)
+    if (k > 0 && m <= PBN_TINY_MAX && k <= PBN_TINY_MAX && TINY_WIDTH(n)
             && csb == 1 && csc == 1) {  /* small products: no packing (gemm_tiny.c) */
         _Pragma("omp parallel for num_threads(nt) schedule(static)")
         for (pbn_int b = 0; b < batch; b++)

@@ -39,12 +39,15 @@ void pbn_ukr_avx2_f64(pbn_int kc, const double *const *a, pbn_int as, const doub
                       double *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                       int load_c, const double *bias, int relu);
 int pbn_cpu_has_avx2_fma(void);
+/* the AVX2 + FMA kernels are in use: the CPU has them and pbn_gemm_force_portable is off */
+int pbn_gemm_use_simd(void);
 
 /* Whole small products without packing (gemm_tiny.c), for the batched path: C := A @ B
- * when n is 8 or 16, m, k <= PBN_TINY_MAX, B and C with unit column stride. (n = 32 was
- * measured slower than the packed path: 3.6 vs 1.0 ms for 1024 products of 32^3.) */
-#define PBN_TINY_MAX 32
-#define PBN_TINY_WIDTH(n) ((n) == 8 || (n) == 16)
+ * when m, k <= PBN_TINY_MAX, n is one of the widths below, B and C with unit column stride.
+ * Returns 0 (and does nothing) for other n. */
+#define PBN_TINY_MAX 64
+#define PBN_TINY_WIDTH_F32(n) ((n) == 8 || (n) == 16 || (n) == 32 || (n) == 64)
+#define PBN_TINY_WIDTH_F64(n) ((n) == 8 || (n) == 16 || (n) == 32)
 int pbn_tiny_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
                       pbn_int csa, const float *B, pbn_int rsb, float *C, pbn_int rsc);
 int pbn_tiny_gemm_f64(pbn_int m, pbn_int n, pbn_int k, const double *A, pbn_int rsa,
