@@ -31,6 +31,7 @@ cdef extern from "gemm/gemm.h" nogil:
                               int n_threads)
     const char *pbn_gemm_kernel_name()
     void pbn_gemm_force_portable(int force)
+    unsigned long pbn_gemm_sparse_products()
 
 
 cdef inline Py_ssize_t elem_stride(cnp.ndarray a, int axis):
@@ -100,6 +101,11 @@ def gemm_batched(cnp.ndarray a, cnp.ndarray a_off, cnp.ndarray b, cnp.ndarray b_
 def kernel_name():
     """The GEMM micro-kernel path chosen at run time for this CPU."""
     return pbn_gemm_kernel_name().decode()
+
+
+def sparse_products():
+    """How many float32 products took the zero-skipping path so far (for tests)."""
+    return pbn_gemm_sparse_products()
 
 
 def force_portable(bint force):

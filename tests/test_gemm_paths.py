@@ -171,3 +171,78 @@ def _check_batched_small(dtype, n, m, k, a_layout, ops):
     shared = ops.matmul(a, b[:1])
     np.testing.assert_allclose(shared, a.astype(np.float64) @ b[0].astype(np.float64),
                                rtol=0, atol=float(np.max(bound)) * 4 + 1e-30)
+
+
+# --- the zero-skipping float32 path (gemm_sparse.c): A at most 30% nonzeros, n >= 32 ---
+def _sparse(rng, shape, density):
+    a = rng.standard_normal(shape).astype(np.float32)
+    a[rng.random(shape) >= density] = 0.0
+    return a
+
+
+@pytest.mark.parametrize("m, k", [(1, 784), (5, 7), (33, 100), (128, 784)])
+@pytest.mark.parametrize("n", [32, 40, 63, 64, 65, 200, 512])
+def test_sparse_a_path(m, k, n):
+    rng = np.random.default_rng(m * 7 + k * 3 + n)
+    a = _sparse(rng, (m, k), 0.2)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    before = _la.sparse_products()
+    _check(a, b, np.zeros((m, n), np.float32))
+    if m > 1 and _la.kernel_name() != "portable":   # one row goes to the matrix-vector path
+        assert _la.sparse_products() > before
+    _check(a, b, rng.standard_normal((m, n)).astype(np.float32), accumulate=True)
+    bias = rng.standard_normal(n).astype(np.float32)
+    _check(a, b, np.zeros((m, n), np.float32), bias=bias, relu=True)
+
+
+def test_sparse_a_gathered_and_transposed():
+    """The MNIST layer-1 products: x[idx] @ W (+ b, relu) and x.T @ dh."""
+    rng = np.random.default_rng(11)
+    x = _sparse(rng, (300, 784), 0.19)
+    idx = rng.permutation(300)[:128].astype(np.intp)
+    w = rng.standard_normal((784, 512)).astype(np.float32)
+    bias = rng.standard_normal(512).astype(np.float32)
+    before = _la.sparse_products()
+    _check(x, w, np.zeros((128, 512), np.float32), bias=bias, relu=True, rows=idx)
+    dh = rng.standard_normal((128, 512)).astype(np.float32)
+    _check(x[:128].T, dh, np.zeros((784, 512), np.float32))
+    if _la.kernel_name() != "portable":
+        assert _la.sparse_products() >= before + 2
+
+
+def test_sparse_a_keeps_nan_and_inf_semantics():
+    """0 * inf is NaN: a B with inf / NaN takes the dense path; NaN in A propagates."""
+    rng = np.random.default_rng(12)
+    a = _sparse(rng, (64, 100), 0.1)
+    a[3, :] = 0.0
+    b = rng.standard_normal((100, 64)).astype(np.float32)
+    b[7, 5] = np.inf
+    b[9, 6] = np.nan
+    c = np.zeros((64, 64), np.float32)
+    _la.gemm(a, b, c, False, None, False, None, 2)
+    with np.errstate(invalid="ignore"):
+        ref = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(c), np.isnan(ref))   # row 3: 0 * inf -> NaN
+    assert np.isnan(c[3, 5]) and np.isnan(c[3, 6])
+    a2 = _sparse(rng, (64, 100), 0.1)
+    a2[10, 20] = np.nan
+    b2 = rng.standard_normal((100, 64)).astype(np.float32)
+    c2 = np.zeros((64, 64), np.float32)
+    _la.gemm(a2, b2, c2, False, None, False, None, 2)
+    assert np.all(np.isnan(c2[10])) and not np.any(np.isnan(np.delete(c2, 10, axis=0)))
+
+
+def test_sparse_and_dense_paths_agree_with_forced_portable():
+    rng = np.random.default_rng(13)
+    a = _sparse(rng, (128, 784), 0.2)
+    b = rng.standard_normal((784, 512)).astype(np.float32)
+    fast = np.zeros((128, 512), np.float32)
+    _la.gemm(a, b, fast, False, None, False, None, 2)
+    _la.force_portable(True)
+    try:
+        slow = np.zeros_like(fast)
+        _la.gemm(a, b, slow, False, None, False, None, 2)
+    finally:
+        _la.force_portable(False)
+    bound = 2 * 787 * eps(np.float32) * (np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64))
+    assert np.all(np.abs(fast.astype(np.float64) - slow) <= bound)

@@ -72,7 +72,7 @@ static _Thread_local size_t pbn_tls_cap = 0;
 static void *pbn_align(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
 /* Aligned scratch of at least `bytes` for the calling thread, or NULL when out of memory. */
-static void *pbn_scratch(size_t bytes)
+void *pbn_scratch(size_t bytes)
 {
     if (bytes > pbn_tls_cap || !pbn_tls_mem) {
         free(pbn_tls_mem);
@@ -84,7 +84,7 @@ static void *pbn_scratch(size_t bytes)
 }
 
 /* Call when the thread is done with the scratch of pbn_scratch. */
-static void pbn_scratch_done(void)
+void pbn_scratch_done(void)
 {
     if (pbn_tls_cap > PBN_SCRATCH_KEEP) { free(pbn_tls_mem); pbn_tls_mem = NULL; pbn_tls_cap = 0; }
 }
@@ -213,6 +213,9 @@ void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
     if (pbn_gemv_f32(m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                      accumulate, bias, relu, n_threads))
         return;  /* one row or one column of C: the matrix-vector path (gemv.c) */
+    if (pbn_sparse_gemm_f32(m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
+                            accumulate, bias, relu, n_threads))
+        return;  /* A mostly zeros (an MNIST batch): skip them (gemm_sparse.c) */
     args_f32 g = { m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                    accumulate, bias, relu };
     if (pbn_choose_dot(m, n, k, csa) && pbn_use_simd() && gemm_dot_f32(&g, n_threads)) return;

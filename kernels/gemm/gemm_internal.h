@@ -53,6 +53,19 @@ int pbn_tiny_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int r
 int pbn_tiny_gemm_f64(pbn_int m, pbn_int n, pbn_int k, const double *A, pbn_int rsa,
                       pbn_int csa, const double *B, pbn_int rsb, double *C, pbn_int rsc);
 
+/* 64-byte aligned scratch of at least `bytes`, one buffer per thread kept between calls
+ * (gemm.c), or NULL when out of memory; pbn_scratch_done when the thread is done with it. */
+void *pbn_scratch(size_t bytes);
+void pbn_scratch_done(void);
+
+/* Zero-skipping float32 product for a mostly-zero A (gemm_sparse.c): same arguments and
+ * result as pbn_gemm_f32 (up to summation order); returns 0 and does nothing when A is not
+ * sparse enough, B has a non-finite value, or the shape / CPU does not qualify. */
+int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
+                        pbn_int csa, const pbn_int *a_rows, const float *B, pbn_int rsb,
+                        pbn_int csb, float *C, pbn_int rsc, pbn_int csc, int accumulate,
+                        const float *bias, int relu, int n_threads);
+
 /* Small-n float kernel (gemm_avx2.c): for the 3 rows a[0..2] (contiguous in p) and nb <= 4
  * rows of bt (B transposed, row j at bt + j * ldb, contiguous in p), out[r * 4 + j] :=
  * sum_p a[r][p] * bt[j * ldb + p], vectorised along k. Only call it when pbn_cpu_has_avx2_fma(). */
