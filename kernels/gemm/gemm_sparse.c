@@ -37,7 +37,7 @@ unsigned long pbn_gemm_sparse_products(void) { return pbn_sparse_products; }
  * PBN_SPARSE_COLS, zero-padded), so a task reads its block contiguously (rows of B are
  * a power-of-two stride apart and would fall into a few L1 sets); returns 1 if a copied
  * value is not finite (exponent field all ones: an integer OR the compiler vectorises). */
-static int sparse_pack_b(pbn_int k, const float *B, pbn_int rsb, pbn_int j_lo, pbn_int j_hi,
+PBN_AVX2 static int sparse_pack_b(pbn_int k, const float *B, pbn_int rsb, pbn_int j_lo, pbn_int j_hi,
                          float *dst)
 {
     uint32_t special = 0;
@@ -126,7 +126,7 @@ PBN_AVX2 static void sparse_task(const int32_t *count, const int32_t *col, const
 }
 
 /* Row i of A compressed: its nonzeros at col / val [i * k, i * k + count[i]), in p order. */
-static int32_t sparse_compress_row(const float *a, pbn_int csa, pbn_int k, int32_t *col,
+PBN_AVX2 static int32_t sparse_compress_row(const float *a, pbn_int csa, pbn_int k, int32_t *col,
                                    float *val)
 {
     int32_t nnz = 0;
@@ -172,6 +172,7 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
     const pbn_int tasks = col_blocks * row_blocks;
     int nt = n_threads < 1 ? 1 : n_threads;
     if ((double)m * (double)k * (double)n < 1e6 || tasks < 2) nt = 1;
+    (void)nt;                                      /* unused in a build without OpenMP */
     double nnz = 0.0;
     int special = 0, go = 0;
     _Pragma("omp parallel num_threads(nt)")
