@@ -7,7 +7,8 @@
  *
  * pbn_softmax_xent_rows_<T> runs the fused softmax + cross-entropy over rows through an
  * L1-sized scratch block: (1) row max, argmax test, shifted logits; (2) one exp over the
- * whole block; (3) row sums, loss, gradient.
+ * whole block; (3) row sums (in double), their log (in T: pbn_log_span_f32 for float32),
+ * loss, gradient.
  */
 #ifndef PBN_LOSS_SPANS_H
 #define PBN_LOSS_SPANS_H
@@ -50,6 +51,43 @@ PBN_SIMD_CLONES static void pbn_exp_span_f32(const float *x, float *y, ptrdiff_t
         float s2 = pbn_f32_from_bits((uint32_t)(k2 + 127) << 23);
         y[i] = (e * s1) * s2;
     }
+}
+
+/* y := log(x), float32, for x > 0 (within 1 ulp, tests measure it); +inf and NaN pass
+ * through. x = 2^e m with m in [sqrt(1/2), sqrt(2)); log(m) = f - f^2/2 + f^3 P(f) with
+ * f = m - 1 (the Cephes logf coefficients); e ln2 added in two parts. Branch-free, so the
+ * loop vectorises; the softmax calls it once per row on the row's sum of exponentials. */
+PBN_SIMD_CLONES static void pbn_log_span_f32(const float *x, float *y, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const uint32_t u = pbn_f32_bits(x[i]);
+        float e = (float)((int32_t)((u >> 23) & 0xffu) - 126);   /* x = 2^e * [0.5, 1) */
+        float m = pbn_f32_from_bits((u & 0x007fffffu) | 0x3f000000u);
+        const int low = m < 0.707106781186547524f;
+        e = low ? e - 1.0f : e;
+        const float f = low ? (m + m) - 1.0f : m - 1.0f;
+        const float z = f * f;
+        float p = 7.0376836292e-2f;
+        p = p * f - 1.1514610310e-1f;
+        p = p * f + 1.1676998740e-1f;
+        p = p * f - 1.2420140846e-1f;
+        p = p * f + 1.4249322787e-1f;
+        p = p * f - 1.6668057665e-1f;
+        p = p * f + 2.0000714765e-1f;
+        p = p * f - 2.4999993993e-1f;
+        p = p * f + 3.3333331174e-1f;
+        float r = p * f * z;
+        r = r + e * -2.12194440e-4f;
+        r = r - 0.5f * z;
+        r = (f + r) + e * 0.693359375f;
+        y[i] = (u & 0x7f800000u) == 0x7f800000u ? x[i] : r;    /* inf, NaN */
+    }
+}
+
+/* y := log(x), float64 (libm) */
+static void pbn_log_span_f64(const double *x, double *y, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = log(x[i]);
 }
 
 /* y := exp(x), float64 (libm) */
@@ -110,7 +148,9 @@ PBN_SIMD_CLONES static ptrdiff_t pbn_softmax_xent_narrow_##SUF(const T *z, ptrdi
         for (ptrdiff_t i = 0; i < R; i++) s[i] = 0.0;                                        \
         for (ptrdiff_t j = 0; j < c; j++)                                                    \
             for (ptrdiff_t i = 0; i < R; i++) s[i] += (double)w[j * R + i];                  \
-        for (ptrdiff_t i = 0; i < R; i++) row_loss[r0 + i] += log(s[i]);                     \
+        for (ptrdiff_t i = 0; i < R; i++) m[i] = (T)s[i];       /* log of the sums in T */   \
+        pbn_log_span_##SUF(m, m, R);                                                         \
+        for (ptrdiff_t i = 0; i < R; i++) row_loss[r0 + i] += (double)m[i];                  \
         if (dz == NULL) continue;                                                            \
         for (ptrdiff_t i = 0; i < R; i++) s[i] = scale / s[i];                               \
         T *db = dz + r0 * c;                                                                 \
@@ -142,7 +182,9 @@ static ptrdiff_t pbn_softmax_xent_wide_##SUF(const T *z, ptrdiff_t n, ptrdiff_t 
         pbn_exp_span_##SUF(w, w, c);                                                         \
         double s = 0.0;                                                                      \
         for (ptrdiff_t j = 0; j < c; j++) s += (double)w[j];                                 \
-        row_loss[i] += log(s);                                                               \
+        T log_s = (T)s;                                                                      \
+        pbn_log_span_##SUF(&log_s, &log_s, 1);                                               \
+        row_loss[i] += (double)log_s;                                                        \
         if (dz == NULL) continue;                                                            \
         T *di = dz + i * c;                                                                  \
         double inv_s = scale / s;                                                            \

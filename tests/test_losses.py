@@ -113,6 +113,24 @@ def test_float32_exp_is_faithful():
     np.testing.assert_array_equal(out, [np.nan, 0, np.inf, 0, np.inf])
 
 
+def test_float32_log_is_faithful():
+    """The vectorised float32 log (of each row's sum of exponentials) is within 1 ulp."""
+    from pyblasnn._kernels.loss import log_float32
+    rng = np.random.default_rng(8)
+    x = np.concatenate([rng.uniform(1, 1000, 1_000_000), np.exp(rng.uniform(-87, 88, 1_000_000)),
+                        np.linspace(0.70, 0.72, 10_001), np.linspace(1 - 1e-3, 1 + 1e-3, 10_001),
+                        [1.0, 2.0, 10.0, np.finfo(np.float32).tiny, np.finfo(np.float32).max]])
+    x = x.astype(np.float32)
+    y = np.empty_like(x)
+    log_float32(x, y)
+    ref = np.log(x.astype(np.float64))
+    ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(y - ref) / ulp) <= 1.0
+    special = np.array([np.inf, np.nan], np.float32)
+    log_float32(special, out := np.empty_like(special))
+    np.testing.assert_array_equal(out, [np.inf, np.nan])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_argmax_count_follows_numpy_with_nan_and_ties(dtype):
     z = np.array([[1, np.nan, 3, np.nan], [2, 5, 5, 1], [np.inf, 0, np.inf, 1]], dtype=dtype)
