@@ -39,7 +39,7 @@ cdef inline Py_ssize_t _argmax_row(const floating* z, Py_ssize_t c) noexcept nog
 cdef extern from "loss_spans.h" nogil:
     Py_ssize_t PBN_XENT_WORK
     void pbn_exp_span_f32(const float *x, float *y, Py_ssize_t n)
-    void pbn_log_span_f32(const float *x, float *y, Py_ssize_t n)
+    void pbn_log1p_span_f32(const float *x, float *y, Py_ssize_t n)
     Py_ssize_t pbn_softmax_xent_rows_f32(const float *z, Py_ssize_t n, Py_ssize_t c,
                                          const Py_ssize_t *labels, float *dz, double scale,
                                          double *row_loss)
@@ -318,8 +318,8 @@ def exp_float32(const float[::1] x, float[::1] out):
             pbn_exp_span_f32(&x[0], &out[0], x.shape[0])
 
 
-def log_float32(const float[::1] x, float[::1] out):
-    """out := log(x) with the float32 log the softmax kernels use (a test hook; x > 0)."""
+def log1p_float32(const float[::1] x, float[::1] out):
+    """out := log(1 + x) with the float32 log1p the softmax kernels use (a test hook; x >= 0)."""
     if x.shape[0]:
         with nogil:
-            pbn_log_span_f32(&x[0], &out[0], x.shape[0])
+            pbn_log1p_span_f32(&x[0], &out[0], x.shape[0])

@@ -7,8 +7,8 @@
  *
  * pbn_softmax_xent_rows_<T> runs the fused softmax + cross-entropy over rows through an
  * L1-sized scratch block: (1) row max, argmax test, shifted logits; (2) one exp over the
- * whole block; (3) row sums (in double), their log (in T: pbn_log_span_f32 for float32),
- * loss, gradient.
+ * whole block; (3) row sums (in double), log1p(sum - 1) in T (pbn_log1p_span_f32 for
+ * float32), loss, gradient.
  */
 #ifndef PBN_LOSS_SPANS_H
 #define PBN_LOSS_SPANS_H
@@ -53,41 +53,51 @@ PBN_SIMD_CLONES static void pbn_exp_span_f32(const float *x, float *y, ptrdiff_t
     }
 }
 
-/* y := log(x), float32, for x > 0 (within 1 ulp, tests measure it); +inf and NaN pass
- * through. x = 2^e m with m in [sqrt(1/2), sqrt(2)); log(m) = f - f^2/2 + f^3 P(f) with
- * f = m - 1 (the Cephes logf coefficients); e ln2 added in two parts. Branch-free, so the
- * loop vectorises; the softmax calls it once per row on the row's sum of exponentials. */
-PBN_SIMD_CLONES static void pbn_log_span_f32(const float *x, float *y, ptrdiff_t n)
+/* log(x) for a positive normal float (within 1 ulp): x = 2^e m with m in [sqrt(1/2),
+ * sqrt(2)); log(m) = f - f^2/2 + f^3 P(f) with f = m - 1 (the Cephes logf coefficients);
+ * e ln2 added in two parts. Branch-free, so loops over it vectorise. */
+static inline float pbn_log_core_f32(float x)
+{
+    const uint32_t u = pbn_f32_bits(x);
+    float e = (float)((int32_t)((u >> 23) & 0xffu) - 126);       /* x = 2^e * [0.5, 1) */
+    const float m = pbn_f32_from_bits((u & 0x007fffffu) | 0x3f000000u);
+    const int low = m < 0.707106781186547524f;
+    e = low ? e - 1.0f : e;
+    const float f = low ? (m + m) - 1.0f : m - 1.0f;
+    const float z = f * f;
+    float p = 7.0376836292e-2f;
+    p = p * f - 1.1514610310e-1f;
+    p = p * f + 1.1676998740e-1f;
+    p = p * f - 1.2420140846e-1f;
+    p = p * f + 1.4249322787e-1f;
+    p = p * f - 1.6668057665e-1f;
+    p = p * f + 2.0000714765e-1f;
+    p = p * f - 2.4999993993e-1f;
+    p = p * f + 3.3333331174e-1f;
+    float r = p * f * z;
+    r = r + e * -2.12194440e-4f;
+    r = r - 0.5f * z;
+    return (f + r) + e * 0.693359375f;
+}
+
+/* y := log(1 + x), float32, for x >= 0 (tests measure the error). A row's sum of
+ * exponentials is 1 + (the others), and rounding that sum to float32 before the log would
+ * lose the others when they are below 2^-24 (a confident row's loss would become 0), so the
+ * loss takes log1p of the sum minus 1: u = 1 + x rounded, then log(u) plus the first-order
+ * correction (x - (u - 1)) / u for the rounding of u. inf and NaN pass through. */
+PBN_SIMD_CLONES static void pbn_log1p_span_f32(const float *x, float *y, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; i++) {
-        const uint32_t u = pbn_f32_bits(x[i]);
-        float e = (float)((int32_t)((u >> 23) & 0xffu) - 126);   /* x = 2^e * [0.5, 1) */
-        float m = pbn_f32_from_bits((u & 0x007fffffu) | 0x3f000000u);
-        const int low = m < 0.707106781186547524f;
-        e = low ? e - 1.0f : e;
-        const float f = low ? (m + m) - 1.0f : m - 1.0f;
-        const float z = f * f;
-        float p = 7.0376836292e-2f;
-        p = p * f - 1.1514610310e-1f;
-        p = p * f + 1.1676998740e-1f;
-        p = p * f - 1.2420140846e-1f;
-        p = p * f + 1.4249322787e-1f;
-        p = p * f - 1.6668057665e-1f;
-        p = p * f + 2.0000714765e-1f;
-        p = p * f - 2.4999993993e-1f;
-        p = p * f + 3.3333331174e-1f;
-        float r = p * f * z;
-        r = r + e * -2.12194440e-4f;
-        r = r - 0.5f * z;
-        r = (f + r) + e * 0.693359375f;
-        y[i] = (u & 0x7f800000u) == 0x7f800000u ? x[i] : r;    /* inf, NaN */
+        const float t = x[i], u = 1.0f + t;
+        const float r = pbn_log_core_f32(u) + (t - (u - 1.0f)) / u;
+        y[i] = (pbn_f32_bits(t) & 0x7f800000u) == 0x7f800000u ? t : r;
     }
 }
 
-/* y := log(x), float64 (libm) */
-static void pbn_log_span_f64(const double *x, double *y, ptrdiff_t n)
+/* y := log(1 + x), float64 (libm) */
+static void pbn_log1p_span_f64(const double *x, double *y, ptrdiff_t n)
 {
-    for (ptrdiff_t i = 0; i < n; i++) y[i] = log(x[i]);
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = log1p(x[i]);
 }
 
 /* y := exp(x), float64 (libm) */
@@ -148,8 +158,8 @@ PBN_SIMD_CLONES static ptrdiff_t pbn_softmax_xent_narrow_##SUF(const T *z, ptrdi
         for (ptrdiff_t i = 0; i < R; i++) s[i] = 0.0;                                        \
         for (ptrdiff_t j = 0; j < c; j++)                                                    \
             for (ptrdiff_t i = 0; i < R; i++) s[i] += (double)w[j * R + i];                  \
-        for (ptrdiff_t i = 0; i < R; i++) m[i] = (T)s[i];       /* log of the sums in T */   \
-        pbn_log_span_##SUF(m, m, R);                                                         \
+        for (ptrdiff_t i = 0; i < R; i++) m[i] = (T)(s[i] - 1.0);  /* log1p(sum - 1) in T */ \
+        pbn_log1p_span_##SUF(m, m, R);                                                       \
         for (ptrdiff_t i = 0; i < R; i++) row_loss[r0 + i] += (double)m[i];                  \
         if (dz == NULL) continue;                                                            \
         for (ptrdiff_t i = 0; i < R; i++) s[i] = scale / s[i];                               \
@@ -182,8 +192,8 @@ static ptrdiff_t pbn_softmax_xent_wide_##SUF(const T *z, ptrdiff_t n, ptrdiff_t 
         pbn_exp_span_##SUF(w, w, c);                                                         \
         double s = 0.0;                                                                      \
         for (ptrdiff_t j = 0; j < c; j++) s += (double)w[j];                                 \
-        T log_s = (T)s;                                                                      \
-        pbn_log_span_##SUF(&log_s, &log_s, 1);                                               \
+        T log_s = (T)(s - 1.0);                                                              \
+        pbn_log1p_span_##SUF(&log_s, &log_s, 1);                                             \
         row_loss[i] += (double)log_s;                                                        \
         if (dz == NULL) continue;                                                            \
         T *di = dz + i * c;                                                                  \

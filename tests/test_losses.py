@@ -113,22 +113,26 @@ def test_float32_exp_is_faithful():
     np.testing.assert_array_equal(out, [np.nan, 0, np.inf, 0, np.inf])
 
 
-def test_float32_log_is_faithful():
-    """The vectorised float32 log (of each row's sum of exponentials) is within 1 ulp."""
-    from pyblasnn._kernels.loss import log_float32
+def test_float32_log1p_is_accurate():
+    """The float32 log1p of (row sum - 1) the softmax loss takes: within 2 ulp, and a
+    confident row keeps its tiny loss (log of a float32 sum would round it to 0)."""
+    from pyblasnn._kernels.loss import log1p_float32
     rng = np.random.default_rng(8)
-    x = np.concatenate([rng.uniform(1, 1000, 1_000_000), np.exp(rng.uniform(-87, 88, 1_000_000)),
-                        np.linspace(0.70, 0.72, 10_001), np.linspace(1 - 1e-3, 1 + 1e-3, 10_001),
-                        [1.0, 2.0, 10.0, np.finfo(np.float32).tiny, np.finfo(np.float32).max]])
+    x = np.concatenate([rng.uniform(0, 1000, 1_000_000), np.exp(rng.uniform(-100, 88, 1_000_000)),
+                        np.linspace(0.40, 0.43, 10_001), np.linspace(0, 1e-3, 10_001),
+                        [0.0, 1e-30, 1.0, 9.0, np.finfo(np.float32).tiny, 1e38]])
     x = x.astype(np.float32)
     y = np.empty_like(x)
-    log_float32(x, y)
-    ref = np.log(x.astype(np.float64))
-    ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
-    assert np.max(np.abs(y - ref) / ulp) <= 1.0
+    log1p_float32(x, y)
+    ref = np.log1p(x.astype(np.float64))
+    ulp = np.spacing(ref.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(y - ref) / ulp) <= 2.0
     special = np.array([np.inf, np.nan], np.float32)
-    log_float32(special, out := np.empty_like(special))
+    log1p_float32(special, out := np.empty_like(special))
     np.testing.assert_array_equal(out, [np.inf, np.nan])
+    z = np.array([[0.0, -40.0, -45.0]], np.float32)          # p(label 0) = 1 - 4.3e-18
+    loss, _ = fused.sparse_softmax_cross_entropy(z, np.array([0]))
+    assert loss == pytest.approx(np.exp(-40.0) + np.exp(-45.0), rel=1e-6)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

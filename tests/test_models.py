@@ -236,7 +236,7 @@ def test_summary_keras_table():
     assert "Total params: 407,050" in lines2
 
 
-PROGRESS_LINE = re.compile(r"^(\d+)/\1 \[={30}\] - \d+s \d+(us|ms|s)/step - loss: \d\.\d{4}(e-\d+)?"
+PROGRESS_LINE = re.compile(r"^(\d+)/\1 \[={30}\] - \d+s \d+(us|ms|s)/step - loss: \d\.\d{4}(e[-+]\d+)?"
                            r" - accuracy: \d\.\d{4}$")
 
 
@@ -251,12 +251,12 @@ def test_progress_output_per_verbosity(capsys):
     assert PROGRESS_LINE.match(lines[1]) and lines[1].startswith("7/7 ["), lines[1]
     model.fit(x, y, epochs=1, batch_size=32, verbose=2, validation_split=0.2)
     lines = capsys.readouterr().out.splitlines()
-    assert re.match(r"^5/5 - \d+s - loss: \d\.\d{4}(e-\d+)? - accuracy: \d\.\d{4} - val_loss: "
-                    r"\d\.\d{4}(e-\d+)? - val_accuracy: \d\.\d{4} - \d+(us|ms|s)/epoch - \d+(us|ms)/step$",
+    assert re.match(r"^5/5 - \d+s - loss: \d\.\d{4}(e[-+]\d+)? - accuracy: \d\.\d{4} - val_loss: "
+                    r"\d\.\d{4}(e[-+]\d+)? - val_accuracy: \d\.\d{4} - \d+(us|ms|s)/epoch - \d+(us|ms)/step$",
                     lines[1]), lines[1]
     model.evaluate(x, y, verbose=1)
     out = capsys.readouterr().out
-    assert re.match(r"^7/7 \[={30}\] - \d+s \d+(us|ms|s)/step - loss: \d\.\d{4}(e-\d+)? - "
+    assert re.match(r"^7/7 \[={30}\] - \d+s \d+(us|ms|s)/step - loss: \d\.\d{4}(e[-+]\d+)? - "
                     r"accuracy: \d\.\d{4}\n$", out), out
 
 
