@@ -1,7 +1,7 @@
 """matmul, dot, dense (+ backward values) against NumPy.
 
 The shape sweeps straddle the packed GEMM engine's register tiles (MR=6 rows, NR=16 float /
-8 double columns), its depth block KC=256, its row blocks MC (144 float / 72 double), its
+8 double columns), its depth blocks KC (384 float / 256 double), its row blocks MC (144 float / 72 double), its
 "pack A or not" switch (n > 64) and NC=4080, so a wrong edge tile, a dropped k-block or a
 mis-sized packing buffer shows up as an error far above the rounding bound.
 """
@@ -15,7 +15,7 @@ from conftest import assert_matmul_close, assert_meta, eps, randn, strided_views
 
 M_SIZES = [1, 5, 6, 7, 13, 71, 72, 73, 143, 144, 145, 289]
 N_SIZES = [1, 7, 8, 9, 15, 16, 17, 33, 65, 129]
-K_SIZES = [1, 255, 256, 257, 513]
+K_SIZES = [1, 255, 383, 384, 385, 769]  # float KC is 384, double 256 (slices balanced)
 
 
 @pytest.fixture(params=[False, True], ids=["default", "portable"])
