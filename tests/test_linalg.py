@@ -15,7 +15,7 @@ from conftest import assert_matmul_close, assert_meta, eps, randn, strided_views
 
 M_SIZES = [1, 5, 6, 7, 13, 71, 72, 73, 143, 144, 145, 289]
 N_SIZES = [1, 7, 8, 9, 15, 16, 17, 33, 65, 129]
-K_SIZES = [1, 255, 383, 384, 385, 769]  # float KC is 384, double 256 (slices balanced)
+K_SIZES = [1, 255, 256, 257, 383, 384, 385, 513, 769]  # KC: 384 float, 256 double
 
 
 @pytest.fixture(params=[False, True], ids=["default", "portable"])
