@@ -3,7 +3,13 @@
 # C-contiguous, with a matching writeable `out` are computed after these few C-level checks;
 # anything else returns None from try_* and takes the fully validated Python path.
 cimport numpy as cnp
+from cpython.long cimport PyLong_AsLongAndOverflow
+from cpython.pystate cimport PyThreadState
 from _openmp cimport omp_get_max_threads
+
+cdef extern from "Python.h":
+    PyThreadState *PyEval_SaveThread()
+    void PyEval_RestoreThread(PyThreadState *state)
 
 
 cdef inline bint plain_array(object a, int typenum):
@@ -63,8 +69,23 @@ cdef inline object lean_output(object out, cnp.ndarray like, int t):
 cdef inline int lean_threads(object n):
     """Thread count of a lean call: None -> the OpenMP default, a positive int as given; 0 for
     anything else, which the validated path resolves (-1) or rejects."""
+    cdef int overflow = 0
+    cdef long v
     if n is None:
         return omp_get_max_threads()
-    if type(n) is int and 0 < n < 65536:
-        return <int>n
+    if type(n) is int:
+        v = PyLong_AsLongAndOverflow(n, &overflow)    # C-level: no Python comparisons
+        if overflow == 0 and 0 < v < 65536:
+            return <int>v
     return 0
+
+
+cdef inline PyThreadState *release_gil_if(bint big):
+    """Release the GIL for big work only: for small arrays releasing and re-taking it costs
+    more than the work. Between this and restore_gil only nogil C code may run."""
+    return PyEval_SaveThread() if big else NULL
+
+
+cdef inline void restore_gil(PyThreadState *state):
+    if state != NULL:
+        PyEval_RestoreThread(state)

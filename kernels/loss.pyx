@@ -244,8 +244,9 @@ def softmax_backward(const floating[:, ::1] dy, const floating[:, ::1] y,
 # else, which then takes the validated path (and gets its error message there).
 cimport numpy as cnp
 from libc.stdlib cimport free, malloc
-from _lean cimport (disjoint_contiguous, float_typenum, lean_threads, plain_array, same_shape,
-                   writeable_match)
+from cpython.pystate cimport PyThreadState
+from _lean cimport (disjoint_contiguous, float_typenum, lean_threads, plain_array, release_gil_if,
+                   restore_gil, same_shape, writeable_match)
 
 cnp.import_array()
 
@@ -297,13 +298,14 @@ def try_sparse_softmax_cross_entropy(object logits, object labels, object out, o
             return None
     cdef Py_ssize_t correct = 0
     cdef double loss
-    with nogil:
-        if t == cnp.NPY_FLOAT32:
-            loss = _sparse_softmax_xent(<const float*>cnp.PyArray_DATA(z), n, c, lab,
-                                        <float*>dz, losses, &correct, n_threads)
-        else:
-            loss = _sparse_softmax_xent(<const double*>cnp.PyArray_DATA(z), n, c, lab,
-                                        <double*>dz, losses, &correct, n_threads)
+    cdef PyThreadState *gil = release_gil_if(n * c >= PARALLEL_MIN_ELEMENTS)
+    if t == cnp.NPY_FLOAT32:
+        loss = _sparse_softmax_xent(<const float*>cnp.PyArray_DATA(z), n, c, lab,
+                                    <float*>dz, losses, &correct, n_threads)
+    else:
+        loss = _sparse_softmax_xent(<const double*>cnp.PyArray_DATA(z), n, c, lab,
+                                    <double*>dz, losses, &correct, n_threads)
+    restore_gil(gil)
     if row_loss is None:
         free(losses)
     if correct < 0:

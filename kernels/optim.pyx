@@ -17,7 +17,9 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt, isfinite
 
-from _lean cimport disjoint_contiguous, lean_threads, plain_array, same_shape, safe_output
+from cpython.pystate cimport PyThreadState
+from _lean cimport (disjoint_contiguous, lean_threads, plain_array, release_gil_if, restore_gil,
+                   same_shape, safe_output)
 
 cnp.import_array()
 
@@ -196,12 +198,12 @@ cdef object _lean_update(Rule rule, object w, object s1, object s2, object g, Hy
     cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
     cdef void* p1 = NULL if s1 is None else cnp.PyArray_DATA(<cnp.ndarray>s1)
     cdef void* p2 = NULL if s2 is None else cnp.PyArray_DATA(<cnp.ndarray>s2)
-    with nogil:
-        if t == cnp.NPY_FLOAT32:
-            _update(rule, <float*>pw, <float*>p1, <float*>p2, <const float*>pg, n, h, n_threads)
-        else:
-            _update(rule, <double*>pw, <double*>p1, <double*>p2, <const double*>pg, n, h,
-                    n_threads)
+    cdef PyThreadState *gil = release_gil_if(n >= PARALLEL_MIN_ELEMENTS)
+    if t == cnp.NPY_FLOAT32:
+        _update(rule, <float*>pw, <float*>p1, <float*>p2, <const float*>pg, n, h, n_threads)
+    else:
+        _update(rule, <double*>pw, <double*>p1, <double*>p2, <const double*>pg, n, h, n_threads)
+    restore_gil(gil)
     return True
 
 

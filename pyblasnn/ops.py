@@ -22,9 +22,6 @@ __all__ = [
 ]
 
 _OP_ADD, _OP_MAXIMUM = 0, 1
-# The lean paths (exact float ndarrays, see kernels/_lean.pxd), bound once: the book's
-# benchmark makes thousands of calls on (20, 100) arrays, where every lookup shows.
-_try_relu, _try_relu_backward, _try_binary = _ew.try_relu, _ew.try_relu_backward, _ew.try_binary
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -113,27 +110,25 @@ def _coalesce(shape, *stride_lists):
     return new_shape, *new_strides
 
 
-# --------------------------------------------------------------------------------- relu
-def relu(x, out=None, n_threads=None):
-    """y = maximum(x, 0) element-wise, bit for bit as NumPy (NaN propagates, -0.0 -> 0.0)."""
-    y = _try_relu(x, out, n_threads)
-    if y is not None:
-        return y
+# ------------------------------------------------------------------------ relu, add, maximum
+# relu, relu_backward, add and maximum are compiled front doors (kernels/elementwise.pyx):
+# plain float arrays take the lean path in C; every other call lands in the validated
+# implementations below, which the front doors receive through register_validated.
+relu, relu_backward, add, maximum = _ew.relu, _ew.relu_backward, _ew.add, _ew.maximum
+
+
+def _relu_validated(x, out, n_threads):
     nt = V.n_threads("relu", n_threads)
     x, dtype = _unary_dtype("relu", x)
     x = _contiguous_operand("relu", "x", x, dtype)
     buf, res = _output("relu", out, x.shape, dtype, x)
     if x.size:
-        _ew.relu(x, buf, nt)
+        _ew.relu_into(x, buf, nt)
     return _finish(buf, res)
 
 
-def relu_backward(dy, x, out=None, n_threads=None):
-    """dx = dy * (x > 0): the gradient of relu at x. dy and x have the same shape."""
+def _relu_backward_validated(dy, x, out, n_threads):
     op = "relu_backward"
-    dx = _try_relu_backward(dy, x, out, n_threads)
-    if dx is not None:
-        return dx
     nt = V.n_threads(op, n_threads)
     dy_arr = V.as_array(op, "dy", dy)
     x_arr = V.as_array(op, "x", x)
@@ -144,7 +139,7 @@ def relu_backward(dy, x, out=None, n_threads=None):
     x_arr = _contiguous_operand(op, "x", x_arr, dtype)
     buf, res = _output(op, out, x_arr.shape, dtype, dy_arr, x_arr)
     if x_arr.size:
-        _ew.relu_backward(dy_arr, x_arr, buf, nt)
+        _ew.relu_backward_into(dy_arr, x_arr, buf, nt)
     return _finish(buf, res)
 
 
@@ -167,12 +162,6 @@ def _binary(op, code, x, y, out, n_threads):
     return _finish(buf, res)
 
 
-def add(x, y, out=None, n_threads=None):
-    """z = x + y with NumPy broadcasting, e.g. (32, 10) + (10,) -> (32, 10)."""
-    z = _try_binary(_OP_ADD, x, y, out, n_threads)
-    return z if z is not None else _binary("add", _OP_ADD, x, y, out, n_threads)
-
-
 def add_backward(dz, x_shape, y_shape, n_threads=None):
     """(dx, dy) for z = x + y: dz summed over the axes each operand was broadcast along.
 
@@ -192,10 +181,10 @@ def add_backward(dz, x_shape, y_shape, n_threads=None):
     return _reduce_to(dz_arr, x_shape, nt), _reduce_to(dz_arr, y_shape, nt)
 
 
-def maximum(x, y, out=None, n_threads=None):
-    """z = numpy.maximum(x, y) with broadcasting; NaN in either operand propagates."""
-    z = _try_binary(_OP_MAXIMUM, x, y, out, n_threads)
-    return z if z is not None else _binary("maximum", _OP_MAXIMUM, x, y, out, n_threads)
+_ew.register_validated(
+    relu=_relu_validated, relu_backward=_relu_backward_validated,
+    add=lambda x, y, out, n_threads: _binary("add", _OP_ADD, x, y, out, n_threads),
+    maximum=lambda x, y, out, n_threads: _binary("maximum", _OP_MAXIMUM, x, y, out, n_threads))
 
 
 def maximum_backward(dz, x, y, n_threads=None):
