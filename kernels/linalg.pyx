@@ -4,6 +4,8 @@ backward passes need is expressed through these two in pyblasnn.ops; transposes 
 strides, never copies. The arithmetic lives in the C engine under kernels/gemm/.
 """
 cimport numpy as cnp
+from cpython.pystate cimport PyThreadState
+from _lean cimport lean_threads, release_gil_if, restore_gil
 
 cnp.import_array()
 
@@ -119,15 +121,20 @@ def force_portable(bint force):
 # or a writeable C-contiguous match not overlapping a or b. Anything else returns None and
 # takes the fully validated path. It never raises; the thread count is already validated.
 
-cdef inline bint plain_operand(object a, int typenum):
-    """a is an exact, aligned 2-D ndarray of dtype typenum with whole-element strides."""
+cdef inline bint plain_operand(object a, int typenum, int min_ndim):
+    """a is an exact, aligned ndarray of dtype typenum with min_ndim..2 dimensions and
+    whole-element strides."""
     if type(a) is not cnp.ndarray:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
-    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_NDIM(arr) == 2
-            and cnp.PyArray_ISALIGNED(arr)
-            and cnp.PyArray_STRIDE(arr, 0) % item == 0 and cnp.PyArray_STRIDE(arr, 1) % item == 0)
+    cdef int nd = cnp.PyArray_NDIM(arr), d
+    if cnp.PyArray_TYPE(arr) != typenum or nd < min_ndim or nd > 2 or not cnp.PyArray_ISALIGNED(arr):
+        return False
+    for d in range(nd):
+        if cnp.PyArray_STRIDE(arr, d) % item != 0:
+            return False
+    return True
 
 
 cdef inline void byte_bounds(cnp.ndarray a, char **lo, char **hi):
@@ -157,34 +164,56 @@ cdef inline bint disjoint(cnp.ndarray a, cnp.ndarray b):
     return ahi <= blo or bhi <= alo
 
 
-def try_gemm(object a, object b, object out, object bias, bint relu, int n_threads):
-    """act(a @ b + bias) for plain 2-D operands on the lean path, else None."""
-    if type(a) is not cnp.ndarray:
+def try_gemm(object a, object b, object out, object bias, bint relu, object threads,
+             bint vectors=False):
+    """act(a @ b + bias) for plain 2-D operands on the lean path, else None.
+
+    With vectors, a and b may also be 1-D, with the semantics numpy.dot and numpy.matmul
+    share there: (d,) . (d,) -> scalar, (m, d) . (d,) -> (m,), (d,) . (d, n) -> (n,).
+    """
+    cdef int n_threads = lean_threads(threads)
+    if n_threads == 0 or type(a) is not cnp.ndarray:
         return None
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not plain_operand(a, t) \
-            or not plain_operand(b, t):
+    cdef int min_ndim = 1 if vectors else 2
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not plain_operand(a, t, min_ndim) \
+            or not plain_operand(b, t, min_ndim):
         return None
     cdef cnp.ndarray aa = <cnp.ndarray>a, ba = <cnp.ndarray>b, c
-    cdef cnp.npy_intp dims[2]
-    dims[0] = cnp.PyArray_DIM(aa, 0)
-    dims[1] = cnp.PyArray_DIM(ba, 1)
-    if cnp.PyArray_DIM(aa, 1) != cnp.PyArray_DIM(ba, 0):
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(aa)
+    cdef bint a_mat = cnp.PyArray_NDIM(aa) == 2, b_mat = cnp.PyArray_NDIM(ba) == 2
+    # A is m x k, B is k x n; a vector operand is one row of A / one column of B
+    cdef pbn_int m = cnp.PyArray_DIM(aa, 0) if a_mat else 1
+    cdef pbn_int k = cnp.PyArray_DIM(aa, 1) if a_mat else cnp.PyArray_DIM(aa, 0)
+    cdef pbn_int n = cnp.PyArray_DIM(ba, 1) if b_mat else 1
+    cdef pbn_int csa = cnp.PyArray_STRIDE(aa, 1 if a_mat else 0) // item
+    cdef pbn_int rsa = cnp.PyArray_STRIDE(aa, 0) // item if a_mat else k * csa
+    cdef pbn_int rsb = cnp.PyArray_STRIDE(ba, 0) // item
+    cdef pbn_int csb = cnp.PyArray_STRIDE(ba, 1) // item if b_mat else 1
+    if cnp.PyArray_DIM(ba, 0) != k:
         return None
+    cdef cnp.npy_intp dims[2]
+    cdef int nd = 0
+    if a_mat:
+        dims[nd] = m
+        nd += 1
+    if b_mat:
+        dims[nd] = n
+        nd += 1
     if bias is not None:
-        if (type(bias) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>bias) != t
+        if (not b_mat or type(bias) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>bias) != t
                 or cnp.PyArray_NDIM(<cnp.ndarray>bias) != 1
-                or cnp.PyArray_DIM(<cnp.ndarray>bias, 0) != dims[1]
+                or cnp.PyArray_DIM(<cnp.ndarray>bias, 0) != n
                 or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bias)
                 or not cnp.PyArray_ISALIGNED(<cnp.ndarray>bias)):
             return None
     if out is None:
-        c = cnp.PyArray_EMPTY(2, dims, t, 0)
+        c = cnp.PyArray_EMPTY(nd, dims, t, 0)
     else:
-        if (type(out) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>out) != t
-                or cnp.PyArray_NDIM(<cnp.ndarray>out) != 2
+        if (nd == 0 or type(out) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>out) != t
+                or cnp.PyArray_NDIM(<cnp.ndarray>out) != nd
                 or cnp.PyArray_DIM(<cnp.ndarray>out, 0) != dims[0]
-                or cnp.PyArray_DIM(<cnp.ndarray>out, 1) != dims[1]
+                or (nd == 2 and cnp.PyArray_DIM(<cnp.ndarray>out, 1) != dims[1])
                 or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>out)
                 or not cnp.PyArray_ISALIGNED(<cnp.ndarray>out)
                 or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)):
@@ -193,5 +222,16 @@ def try_gemm(object a, object b, object out, object bias, bint relu, int n_threa
         if not disjoint(c, aa) or not disjoint(c, ba) or (
                 bias is not None and not disjoint(c, <cnp.ndarray>bias)):
             return None
-    gemm(aa, ba, c, False, bias, relu, None, n_threads)
-    return c
+    cdef void *pa = cnp.PyArray_DATA(aa)
+    cdef void *pb = cnp.PyArray_DATA(ba)
+    cdef void *pc = cnp.PyArray_DATA(c)
+    cdef void *pbias = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
+    cdef PyThreadState *gil = release_gil_if(<double>m * n * k >= 32768.0)
+    if t == cnp.NPY_FLOAT32:
+        pbn_gemm_f32(m, n, k, <float *>pa, rsa, csa, NULL, <float *>pb, rsb, csb,
+                     <float *>pc, n, 1, False, <float *>pbias, relu, n_threads)
+    else:
+        pbn_gemm_f64(m, n, k, <double *>pa, rsa, csa, NULL, <double *>pb, rsb, csb,
+                     <double *>pc, n, 1, False, <double *>pbias, relu, n_threads)
+    restore_gil(gil)
+    return c[()] if nd == 0 else c

@@ -313,10 +313,10 @@ def matmul(a, b, out=None, n_threads=None):
     (batch..., m, k) @ (batch..., k, n) -> (batch..., m, n) with broadcast batch axes.
     """
     op = "matmul"
-    nt = V.n_threads(op, n_threads)
-    c = _la.try_gemm(a, b, out, None, False, nt)
+    c = _la.try_gemm(a, b, out, None, False, n_threads, True)
     if c is not None:
         return c
+    nt = V.n_threads(op, n_threads)
     a, b, dtype = _float_pair(op, a, b)
     shape = V.matmul_shapes(op, a.shape, b.shape)
     buf, res = _output(op, out, shape, dtype, a, b, elementwise=False)
@@ -371,6 +371,9 @@ def dot(x, y, out=None, n_threads=None):
     (p, d).(j, d, e) -> (p, j, e). Scalars (0-d) are not supported: use multiplication.
     """
     op = "dot"
+    z = _la.try_gemm(x, y, out, None, False, n_threads, True)   # 1-D / 2-D: as matmul
+    if z is not None:
+        return z
     x, y, dtype = _float_pair(op, x, y, ("x", "y"))
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError(f"{op}: scalar operands (shapes {x.shape} and {y.shape}) are not "
@@ -443,11 +446,11 @@ def dense(x, kernel, bias=None, activation=None, out=None, rows=None, n_threads=
     op = "dense"
     if activation not in (None, "linear", "relu"):
         raise ValueError(f"{op}: activation must be None, 'linear' or 'relu', got {activation!r}")
-    nt = V.n_threads(op, n_threads)
     if rows is None:
-        y = _la.try_gemm(x, kernel, out, bias, activation == "relu", nt)
+        y = _la.try_gemm(x, kernel, out, bias, activation == "relu", n_threads)
         if y is not None:
             return y
+    nt = V.n_threads(op, n_threads)
     x, kernel, dtype = _float_pair(op, x, kernel, ("x", "kernel"))
     if x.ndim != 2 or kernel.ndim != 2:
         raise ValueError(f"{op}: x and kernel must be 2-D, got shapes {x.shape} and {kernel.shape}")

@@ -198,7 +198,7 @@ def test_dot_numpy_semantics(shapes, dtype, rng):
 
 
 @pytest.mark.parametrize("shapes", [((4, 6), (6, 3)), ((2, 3, 4, 5), (5, 7)), ((4, 5), (3, 5, 2)),
-                                    ((6,), (6,))], ids=str)
+                                    ((6,), (6,)), ((4, 6), (6,)), ((6,), (6, 3))], ids=str)
 def test_dot_views_and_out(shapes, dtype, rng):
     for xn, x in strided_views(rng, shapes[0], dtype):
         for yn, y in strided_views(rng, shapes[1], dtype):
