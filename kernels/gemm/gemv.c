@@ -5,7 +5,8 @@
  *   m == 1:  M = B^T (rows = n),                   v = A's row,    y = C's row.
  * Two loop orders, picked from strides only:
  *   - "dot":  M's rows are contiguous (unit p stride): each y_i is a dot product, summed
- *             in 32 interleaved partial sums (four AVX2 chains) combined pairwise;
+ *             in 64 bytes of interleaved partial sums combined pairwise, four rows at a
+ *             time (the vector read once for the four) with the same order as one row;
  *   - "axpy": M's columns are contiguous (unit i stride): y += M[:, p] v(p) for p in order,
  *             vectorised across i, on a block of rows at a time.
  * Threads take fixed blocks of rows; a single long dot product (rows == 1) is cut into
@@ -22,30 +23,67 @@
 #define PBN_CLONES
 #endif
 
-#define ROW_BLOCK 256         /* rows per thread task (axpy keeps this block's sums local) */
+#define ROW_BLOCK 64          /* rows per thread task (axpy keeps this block's sums local) */
 #define DOT_CHUNK 16384       /* k per partial sum of a single long dot product */
 #define PARALLEL_MIN 65536    /* rows * k below which one thread does everything */
 
+/* Lanes of partial sums per dot product: 64 bytes, two AVX2 vectors (16 float, 8 double). */
+#define DOT_LANES(T) ((int)(64 / sizeof(T)))
+
 #define DEFINE_GEMV(T, SUF)                                                               \
-/* sum_p x[p] * y[p * incy] for p < k, in a fixed order */                                \
-PBN_CLONES static T dot_##SUF(const T *x, const T *y, pbn_int incy, pbn_int k)            \
+/* The lanes of a dot product summed in a fixed pairwise tree, then the k tail in order. */ \
+static inline T dot_finish_##SUF(T *acc, const T *x, const T *y, pbn_int incy, pbn_int p, \
+                                 pbn_int k)                                               \
 {                                                                                         \
-    T acc[32] = {0};  /* 32 interleaved partial sums: four independent AVX2 chains */      \
-    pbn_int p = 0;                                                                        \
-    if (incy == 1)                                                                        \
-        for (; p + 32 <= k; p += 32)                                                      \
-            for (int l = 0; l < 32; l++) acc[l] += x[p + l] * y[p + l];                   \
-    for (int w = 16; w >= 1; w /= 2)  /* fixed pairwise tree */                           \
+    for (int w = DOT_LANES(T) / 2; w >= 1; w /= 2)                                        \
         for (int l = 0; l < w; l++) acc[l] += acc[l + w];                                 \
     T s = acc[0];                                                                         \
     for (; p < k; p++) s += x[p] * y[p * incy];                                           \
     return s;                                                                             \
 }                                                                                         \
+/* sum_p x[p] * y[p * incy] for p < k: lane l sums the p = l (mod DOT_LANES), then      \
+ * dot_finish; dot4 computes four rows at once in exactly the same order */              \
+PBN_CLONES static T dot_##SUF(const T *x, const T *y, pbn_int incy, pbn_int k)            \
+{                                                                                         \
+    enum { L = DOT_LANES(T) };                                                            \
+    T acc[L] = {0};                                                                       \
+    pbn_int p = 0;                                                                        \
+    if (incy == 1)                                                                        \
+        for (; p + L <= k; p += L)                                                        \
+            for (int l = 0; l < L; l++) acc[l] += x[p + l] * y[p + l];                    \
+    return dot_finish_##SUF(acc, x, y, incy, p, k);                                       \
+}                                                                                         \
+/* out[r] := dot(x[r], y) for four rows x[0..3] (contiguous), y contiguous: y is loaded   \
+ * once per step for all four, and 8 vector chains hide the add latency */                \
+PBN_CLONES static void dot4_##SUF(const T *const *x, const T *y, pbn_int k, T *out)       \
+{                                                                                         \
+    enum { L = DOT_LANES(T) };                                                            \
+    T a0[L] = {0}, a1[L] = {0}, a2[L] = {0}, a3[L] = {0};                                 \
+    const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                               \
+    pbn_int p = 0;                                                                        \
+    for (; p + L <= k; p += L)                                                            \
+        for (int l = 0; l < L; l++) {                                                     \
+            const T yl = y[p + l];                                                        \
+            a0[l] += x0[p + l] * yl; a1[l] += x1[p + l] * yl;                             \
+            a2[l] += x2[p + l] * yl; a3[l] += x3[p + l] * yl;                             \
+        }                                                                                 \
+    out[0] = dot_finish_##SUF(a0, x0, y, 1, p, k);                                        \
+    out[1] = dot_finish_##SUF(a1, x1, y, 1, p, k);                                        \
+    out[2] = dot_finish_##SUF(a2, x2, y, 1, p, k);                                        \
+    out[3] = dot_finish_##SUF(a3, x3, y, 1, p, k);                                        \
+}                                                                                         \
 /* y[i] := sum_p M[i*rs + p*cs] v[p*incv] for i < rows, with a general-stride M */        \
 static void gather_dots_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_idx,\
                               const T *v, pbn_int incv, pbn_int k, T *y, pbn_int rows)    \
 {                                                                                         \
-    for (pbn_int i = 0; i < rows; i++) {                                                  \
+    pbn_int i = 0;                                                                        \
+    if (cs == 1 && incv == 1)                                                             \
+        for (; i + 4 <= rows; i += 4) {                                                   \
+            const T *x[4];                                                                \
+            for (int r = 0; r < 4; r++) x[r] = M + (rows_idx ? rows_idx[i + r] : i + r) * rs; \
+            dot4_##SUF(x, v, k, y + i);                                                   \
+        }                                                                                 \
+    for (; i < rows; i++) {                                                               \
         const T *row = M + (rows_idx ? rows_idx[i] : i) * rs;                             \
         if (cs == 1) { y[i] = dot_##SUF(row, v, incv, k); continue; }                     \
         T s = 0;                                                                          \
