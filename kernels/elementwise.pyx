@@ -334,9 +334,14 @@ cdef inline floating sum_of(const floating *x, Py_ssize_t n) noexcept nogil:
 cdef void column_sum_kernel(const floating *a,   # IN  (rows, cols) C-contiguous
                             floating *out,       # OUT (cols,)
                             Py_ssize_t rows, Py_ssize_t cols, int n_threads) noexcept nogil:
-    """out[j] := sum_i a[i, j], rows added in order 0..rows-1 (one thread per column block)"""
-    cdef Py_ssize_t block = 256, n_blocks = (cols + block - 1) // block, b, i, j0, w
+    """out[j] := sum_i a[i, j], rows added in order 0..rows-1 (one thread per column block)
+
+    Blocks are as wide as an even split over the threads allows (256..4096 columns): each
+    row is then read in long contiguous runs, and the block's sums stay in L1."""
     cdef int nt = threads_for(rows * cols, n_threads)
+    cdef Py_ssize_t block = (cols + nt - 1) // nt
+    block = min(4096, max(256, (block + 15) // 16 * 16))
+    cdef Py_ssize_t n_blocks = (cols + block - 1) // block, b, i, j0, w
     if n_blocks < 2:
         nt = 1
     for b in prange(n_blocks, schedule="static", num_threads=nt):
@@ -449,8 +454,8 @@ def take_rows(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out, int n_threads
 # else (a thread count other than None or a positive int included) they return None and
 # ops takes the fully validated path. They never raise.
 from cpython.pystate cimport PyThreadState
-from _lean cimport (float_typenum, lean_output, lean_threads, plain_array, release_gil_if,
-                   restore_gil, safe_output, same_shape)
+from _lean cimport (disjoint_contiguous, float_typenum, lean_output, lean_threads, plain_array,
+                   release_gil_if, restore_gil, safe_output, same_shape)
 
 
 cpdef object try_relu(object x, object out, object threads):
@@ -563,6 +568,44 @@ cpdef object try_binary(int op, object x, object y, object out, object threads):
                       n_threads)
         restore_gil(gil)
     return z
+
+
+cpdef object try_column_sum(object dz, object shape, object out, object threads):
+    """sum_to_shape(dz, (d,)) for a plain 2-D float dz (n, d), n > 0: its column sums, into
+    out (a plain writeable (d,) array disjoint from dz) or a new array; else None."""
+    cdef int n_threads = lean_threads(threads)
+    if n_threads == 0 or type(shape) is not tuple or len(<tuple>shape) != 1:
+        return None
+    cdef int t = float_typenum(dz)
+    if t < 0 or not plain_array(dz, t) or cnp.PyArray_NDIM(<cnp.ndarray>dz) != 2:
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray>dz
+    cdef Py_ssize_t rows = cnp.PyArray_DIM(a, 0), cols = cnp.PyArray_DIM(a, 1)
+    cdef object d = (<tuple>shape)[0]
+    if type(d) is not int or d != cols or rows == 0:
+        return None
+    cdef cnp.npy_intp dims[1]
+    dims[0] = cols
+    cdef cnp.ndarray res
+    if out is None:
+        res = cnp.PyArray_EMPTY(1, dims, t, 0)
+    else:
+        if not plain_array(out, t) or cnp.PyArray_NDIM(<cnp.ndarray>out) != 1 \
+                or cnp.PyArray_DIM(<cnp.ndarray>out, 0) != cols \
+                or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
+            return None
+        res = <cnp.ndarray>out
+        if not disjoint_contiguous(res, a):
+            return None
+    cdef PyThreadState *gil = release_gil_if(rows * cols >= RELEASE_GIL_MIN)
+    if t == cnp.NPY_FLOAT32:
+        column_sum_kernel(<float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(res), rows,
+                          cols, n_threads)
+    else:
+        column_sum_kernel(<double *>cnp.PyArray_DATA(a), <double *>cnp.PyArray_DATA(res), rows,
+                          cols, n_threads)
+    restore_gil(gil)
+    return res
 
 
 # --------------------------------------------------------------------------- front doors

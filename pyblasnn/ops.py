@@ -169,6 +169,10 @@ def add_backward(dz, x_shape, y_shape, n_threads=None):
     not a copy), the way autograd engines pass an addition's gradient through.
     """
     op = "add_backward"
+    if type(dz) is np.ndarray and type(x_shape) is tuple and x_shape == dz.shape:
+        dy = _ew.try_column_sum(dz, y_shape, None, n_threads)   # x + bias row
+        if dy is not None:
+            return dz, dy
     x_shape = V.shape_tuple(op, "x_shape", x_shape)
     y_shape = V.shape_tuple(op, "y_shape", y_shape)
     dz_arr = V.as_array(op, "dz", dz)
@@ -228,6 +232,9 @@ def sum_to_shape(dz, shape, out=None, n_threads=None):
     ``shape`` must broadcast to dz.shape. Summation order is fixed (deterministic).
     """
     op = "sum_to_shape"
+    res = _ew.try_column_sum(dz, shape, out, n_threads)      # (n, d) -> (d,): a bias gradient
+    if res is not None:
+        return res
     shape = V.shape_tuple(op, "shape", shape)
     dz_arr = V.as_array(op, "dz", dz)
     dtype = V.result_dtype(op, dz_arr)
