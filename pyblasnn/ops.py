@@ -169,7 +169,8 @@ def add_backward(dz, x_shape, y_shape, n_threads=None):
     not a copy), the way autograd engines pass an addition's gradient through.
     """
     op = "add_backward"
-    if type(dz) is np.ndarray and type(x_shape) is tuple and x_shape == dz.shape:
+    if (type(dz) is np.ndarray and type(x_shape) is tuple and x_shape == dz.shape
+            and all(type(s) is int for s in x_shape)):
         dy = _ew.try_column_sum(dz, y_shape, None, n_threads)   # x + bias row
         if dy is not None:
             return dz, dy
