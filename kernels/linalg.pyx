@@ -34,6 +34,7 @@ cdef extern from "gemm/gemm.h" nogil:
     const char *pbn_gemm_kernel_name()
     void pbn_gemm_force_portable(int force)
     unsigned long pbn_gemm_sparse_products()
+    const char *pbn_gemm_paths()
 
 
 cdef inline Py_ssize_t elem_stride(cnp.ndarray a, int axis):
@@ -103,6 +104,11 @@ def gemm_batched(cnp.ndarray a, cnp.ndarray a_off, cnp.ndarray b, cnp.ndarray b_
 def kernel_name():
     """The GEMM micro-kernel path chosen at run time for this CPU."""
     return pbn_gemm_kernel_name().decode()
+
+
+def gemm_paths():
+    """The GEMM engine's code paths in use on this CPU, in words."""
+    return pbn_gemm_paths().decode()
 
 
 def sparse_products():

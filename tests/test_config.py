@@ -43,6 +43,7 @@ def test_show_config_reports_build_facts():
     assert ("on" if info["openmp"] else "off") in re.search(r"OpenMP:.*", text).group(0)
     assert re.search(rf"threads:\s+{pyblasnn.get_num_threads()} \(of {info['processors']} ", text)
     assert _la.kernel_name() in text and info["gemm_kernel"] == _la.kernel_name()
+    assert f"GEMM paths:   {_la.gemm_paths()}" in text and info["gemm_paths"] == _la.gemm_paths()
     assert f"NumPy:        {np.__version__} (BLAS: " in text
     assert info["numpy"] == np.__version__
 
@@ -60,14 +61,15 @@ def test_show_config_prints_to_stdout_and_follows_thread_setting(capsys):
 
 
 def test_force_portable_switches_kernel_name():
-    default = _la.kernel_name()
+    default, default_paths = _la.kernel_name(), _la.gemm_paths()
     try:
         _la.force_portable(True)
-        forced = _la.kernel_name()
+        forced, forced_paths = _la.kernel_name(), _la.gemm_paths()
     finally:
         _la.force_portable(False)
-    assert _la.kernel_name() == default
+    assert (_la.kernel_name(), _la.gemm_paths()) == (default, default_paths)
     assert forced in ("portable", "reference")
+    assert forced_paths.startswith("portable") and "sparse" not in forced_paths
 
 
 def test_set_num_threads_accepts_numpy_ints():

@@ -19,6 +19,14 @@ const char *pbn_gemm_kernel_name(void)
     return pbn_use_simd() ? "avx2+fma 6x16 f32 / 6x8 f64" : "portable";
 }
 
+const char *pbn_gemm_paths(void)
+{
+    return pbn_use_simd()
+        ? "packed 6x16 / 6x8 micro-kernels; matrix-vector; small-n dot (f32); batched "
+          "row groups (n = 8..64 f32, 8..32 f64); zero-skipping sparse A (f32, <= 30% nonzero)"
+        : "portable: packed micro-kernels in C; matrix-vector; batched C loops";
+}
+
 /* Below this many flops the call runs on one thread (fork/join costs more than it saves).
  * Measured on the 2-core Zen 3 box (Python API, min of 9, load ~1.7): 1 vs 2 threads
  * 64^3 (0.52 MFLOP) 24.2 vs 20.2 us, 96^3 44.6 vs 37.4, 128^3 60.4 vs 43.8, and the dot

@@ -49,6 +49,9 @@ void pbn_gemm_batched_f64(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
 /* Name of the micro-kernel path chosen at run time, e.g. "avx2+fma 6x16" or "portable". */
 const char *pbn_gemm_kernel_name(void);
 
+/* The GEMM engine's paths in use on this CPU, in words (pyblasnn.show_config). */
+const char *pbn_gemm_paths(void);
+
 /* How many products took the zero-skipping path (gemm_sparse.c) in this process. */
 unsigned long pbn_gemm_sparse_products(void);
 
