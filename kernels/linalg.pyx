@@ -122,10 +122,11 @@ def force_portable(bint force):
 
 
 # ----------------------------------------------------------------- lean call-overhead path
-# pyblasnn.ops tries this first for 2-D products of exact ndarrays of one float dtype (any
-# strides that are whole elements, transposed views included) with an `out` that is absent
-# or a writeable C-contiguous match not overlapping a or b. Anything else returns None and
-# takes the fully validated path. It never raises; the thread count is already validated.
+# pyblasnn.ops tries this first for products of exact 1-D / 2-D ndarrays of one float dtype
+# (any strides that are whole elements, transposed views included) with an `out` that is
+# absent or a writeable C-contiguous match not overlapping a or b, and a thread count that
+# is None or a positive int. Anything else returns None and takes the fully validated path,
+# which raises the error messages; this one never raises.
 
 cdef inline bint plain_operand(object a, int typenum, int min_ndim):
     """a is an exact, aligned ndarray of dtype typenum with min_ndim..2 dimensions and

@@ -1,14 +1,16 @@
 """Fused softmax + sparse categorical cross-entropy kernels.
 
-Forward and backward in one pass over each row: the loss of a row and its gradient row are
-computed together, so training never materialises the probabilities.
+Forward and backward together: the loss of a row and its gradient row are computed in one
+visit (the inner loops over blocks of rows are in loss_spans.h), so training never
+materialises the probabilities.
 
 Determinism: rows are independent; each thread writes its rows' losses into ``row_loss`` and
 the mean is summed sequentially afterwards, so 1 and N threads give bitwise-equal losses and
 gradients. The correct-prediction count is an integer reduction (order-independent).
 
-The ``def`` wrappers release the GIL and do not validate: ``pyblasnn/fused.py`` proves shapes,
-dtypes, contiguity and label range first.
+The memoryview ``def`` wrappers release the GIL and do not validate: ``pyblasnn/fused.py``
+proves shapes, dtypes, contiguity and label range first. ``try_sparse_softmax_cross_entropy``
+is the lean path: it checks plain arrays in C (labels included) and returns None otherwise.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -285,6 +287,8 @@ def try_sparse_softmax_cross_entropy(object logits, object labels, object out, o
         if not plain_array(row_loss, cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(<cnp.ndarray>row_loss) != 1 \
                 or cnp.PyArray_DIM(<cnp.ndarray>row_loss, 0) != n \
                 or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>row_loss) \
+                or not disjoint_contiguous(<cnp.ndarray>row_loss, z) \
+                or not disjoint_contiguous(<cnp.ndarray>row_loss, y) \
                 or (out is not None and not disjoint_contiguous(<cnp.ndarray>row_loss, <cnp.ndarray>out)):
             return None
     cdef const Py_ssize_t* lab = <const Py_ssize_t*>cnp.PyArray_DATA(y)

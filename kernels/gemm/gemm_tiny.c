@@ -125,20 +125,15 @@ static int tiny_avx2_f64(pbn_int m, pbn_int n, pbn_int k, const double *A, pbn_i
 { (void)m; (void)n; (void)k; (void)A; (void)rsa; (void)csa; (void)B; (void)rsb; (void)C; (void)rsc; return 0; }
 #endif
 
-int pbn_tiny_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
-                      pbn_int csa, const float *B, pbn_int rsb, float *C, pbn_int rsc)
-{
-    if (!PBN_TINY_WIDTH_F32(n)) return 0;
-    if (pbn_gemm_use_simd() && tiny_avx2_f32(m, n, k, A, rsa, csa, B, rsb, C, rsc)) return 1;
-    tiny_portable_f32(m, n, k, A, rsa, csa, B, rsb, C, rsc);
-    return 1;
+#define DEFINE_TINY_ENTRY(T, SUF, WIDTH_OK)                                               \
+int pbn_tiny_gemm_##SUF(pbn_int m, pbn_int n, pbn_int k, const T *A, pbn_int rsa,         \
+                        pbn_int csa, const T *B, pbn_int rsb, T *C, pbn_int rsc)          \
+{                                                                                         \
+    if (!WIDTH_OK(n)) return 0;                                                           \
+    if (pbn_gemm_use_simd() && tiny_avx2_##SUF(m, n, k, A, rsa, csa, B, rsb, C, rsc))     \
+        return 1;                                                                         \
+    tiny_portable_##SUF(m, n, k, A, rsa, csa, B, rsb, C, rsc);                            \
+    return 1;                                                                             \
 }
-
-int pbn_tiny_gemm_f64(pbn_int m, pbn_int n, pbn_int k, const double *A, pbn_int rsa,
-                      pbn_int csa, const double *B, pbn_int rsb, double *C, pbn_int rsc)
-{
-    if (!PBN_TINY_WIDTH_F64(n)) return 0;
-    if (pbn_gemm_use_simd() && tiny_avx2_f64(m, n, k, A, rsa, csa, B, rsb, C, rsc)) return 1;
-    tiny_portable_f64(m, n, k, A, rsa, csa, B, rsb, C, rsc);
-    return 1;
-}
+DEFINE_TINY_ENTRY(float, f32, PBN_TINY_WIDTH_F32)
+DEFINE_TINY_ENTRY(double, f64, PBN_TINY_WIDTH_F64)
