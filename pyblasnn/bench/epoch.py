@@ -56,6 +56,7 @@ class PyblasnnTrainer:
         self.n_threads = n_threads
         self.x, self.y = x_train, y_train
         self.batch_size = batch_size
+        self.shuffle_rng = np.random.default_rng(0)   # seeded shuffles, as the other trainers
         self.model = Sequential([Dense(512, activation="relu"), Dense(10, activation="softmax")])
         self.model.compile(optimizer=SGD(learning_rate=learning_rate, momentum=momentum),
                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -74,7 +75,8 @@ class PyblasnnTrainer:
         self._threads()
         x = self.x if x is None else x
         y = self.y if y is None else y
-        self.model.fit(x, y, epochs=1, batch_size=self.batch_size, verbose=0)
+        self.model.fit(x, y, epochs=1, batch_size=self.batch_size, verbose=0,
+                       seed=int(self.shuffle_rng.integers(2**32)))
 
     def accuracy(self, x, y):
         self._threads()
