@@ -107,7 +107,9 @@ def load_average():
 
 
 def git_revision():
-    """'<short sha>[-dirty]' of the checkout pyblasnn is imported from, or None."""
+    """'<short sha>[-dirty]' of the checkout pyblasnn is imported from, or None.
+
+    Changes under bench/results (the previous run's own outputs) do not make it dirty."""
     import pyblasnn
     root = os.path.dirname(os.path.dirname(os.path.abspath(pyblasnn.__file__)))
     try:
@@ -115,7 +117,8 @@ def git_revision():
                              capture_output=True, text=True, timeout=10)
         if sha.returncode:
             return None
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no",
+                                "--", ".", ":(exclude)bench/results"],
                                capture_output=True, text=True, timeout=10)
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
