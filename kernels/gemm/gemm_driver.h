@@ -7,9 +7,8 @@
  *     ic: MC rows                     A block (MC x KC) packed into MR-row panels (L2),
  *                                     or read in place (the "sup" path, see pbn_choose_pack_a)
  *      jr, ir: MR x NR tiles          micro-kernel; B micro-panel stays in L1
- * Threads: C is cut into a tm x tn grid of rectangles (MR/NR aligned). A grid of row
- * blocks (tn = 1) shares one packed B: the team packs each block once, between barriers.
- * Otherwise each thread runs the serial body on its rectangle with private buffers.
+ * Threads: C is cut into a tm x tn grid of rectangles (MR/NR aligned); each thread runs the
+ * serial body on its rectangle with private packing buffers, so there are no barriers.
  * Every C element sums its products in KC slices that depend on k only, each slice in
  * p order inside the kernel, so the result never depends on the thread count. */
 
@@ -108,14 +107,11 @@ static inline pbn_int FN(kc_block)(pbn_int k)
     return (k + nk - 1) / nk;
 }
 
-/* Blocked GEMM on rows i_lo..i_hi, columns j_lo..j_hi of C (the whole k range).
+/* Serial blocked GEMM on rows i_lo..i_hi, columns j_lo..j_hi of C (the whole k range).
  * Bp holds kc_block x round_up(min(cols, NC), NR) elements; Ap MC x kc_block (if pack_a).
- * team == 1: serial, private buffers (threads of a grid run it on disjoint rectangles).
- * team > 1: called by every thread t of an OpenMP team with the same columns and a shared
- * Bp; each B block is packed once, panel q by thread q % team, between two barriers. */
+ * Threads run it on disjoint rectangles of C, with private buffers and no barriers. */
 static void FN(gemm_body)(const FN(args) *g, UKR_T ukr, int pack_a, int pack_b, T *Bp, T *Ap,
-                          pbn_int i_lo, pbn_int i_hi, pbn_int j_lo, pbn_int j_hi,
-                          int team, int t)
+                          pbn_int i_lo, pbn_int i_hi, pbn_int j_lo, pbn_int j_hi)
 {
     const pbn_int k = g->k, kcb = FN(kc_block)(k);
     const T *arow[MR];
@@ -129,13 +125,11 @@ static void FN(gemm_body)(const FN(args) *g, UKR_T ukr, int pack_a, int pack_b, 
             const T *bias = last ? g->bias : NULL;
             const int relu = last && g->relu;
 
-            if (team > 1) { _Pragma("omp barrier") }   /* the last block is no longer read */
-            for (pbn_int q = t; q < npn; q += team) {
+            for (pbn_int q = 0; q < npn; q++) {
                 const pbn_int j0 = jc + q * NR;
                 const int nr = (int)(j_hi - j0 < NR ? j_hi - j0 : NR);
                 if (pack_b || nr < NR) FN(pack_b_panel)(g, pc, kc, j0, nr, Bp + q * NR * kc);
             }
-            if (team > 1) { _Pragma("omp barrier") }   /* the block is packed */
             for (pbn_int ic = i_lo; ic < i_hi; ic += MC) {
                 const pbn_int mc = i_hi - ic < MC ? i_hi - ic : MC;
                 const pbn_int npm = (mc + MR - 1) / MR;
@@ -265,26 +259,10 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
     const size_t nb = FN(bp_elems)(cols, g->k), na = pack_a ? FN(ap_elems)(rows, g->k) : 0;
     const size_t bytes = (nb + na + 16) * sizeof(T);
 
-    T *shared = nt > 1 && tn == 1 ? (T *)pbn_scratch(bytes) : NULL;
-    if (shared) {           /* a grid of row blocks: one packed B, shared by the team */
-        const size_t a_bytes = (na + 16) * sizeof(T);
-        _Pragma("omp parallel num_threads(nt)")
-        {
-            const int team = omp_get_num_threads(), t = omp_get_thread_num();
-            const pbn_int i_lo = pm * t / team * MR;
-            const pbn_int i_hi = pm * (t + 1) / team * MR < g->m ? pm * (t + 1) / team * MR : g->m;
-            /* thread 0 is the caller: its scratch holds B and its own A block */
-            T *Ap = !pack_a ? NULL : t == 0 ? shared + nb : (T *)pbn_scratch(a_bytes);
-            FN(gemm_body)(g, ukr, Ap != NULL, pack_b, shared, Ap, i_lo, i_hi, 0, g->n, team, t);
-            if (Ap && t != 0) pbn_scratch_done();
-        }
-        pbn_scratch_done();
-        return;
-    }
     if (nt == 1) {
         T *buf = (T *)pbn_scratch(bytes);
         if (!buf) { FN(gemm_naive)(g); return; }  /* out of memory: slow but correct */
-        FN(gemm_body)(g, ukr, pack_a, pack_b, buf, buf + nb, 0, g->m, 0, g->n, 1, 0);
+        FN(gemm_body)(g, ukr, pack_a, pack_b, buf, buf + nb, 0, g->m, 0, g->n);
         pbn_scratch_done();
     } else {
         _Pragma("omp parallel for num_threads(nt) schedule(static)")
@@ -296,7 +274,7 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
             sub.m = (i_hi < g->m ? i_hi : g->m) - i_lo; sub.n = (j_hi < g->n ? j_hi : g->n) - j_lo;
             T *bt = (T *)pbn_scratch(bytes);
             if (bt) {
-                FN(gemm_body)(g, ukr, pack_a, pack_b, bt, bt + nb, i_lo, i_lo + sub.m, j_lo, j_lo + sub.n, 1, 0);
+                FN(gemm_body)(g, ukr, pack_a, pack_b, bt, bt + nb, i_lo, i_lo + sub.m, j_lo, j_lo + sub.n);
                 pbn_scratch_done();
             } else {
                 FN(gemm_naive_rect)(g, i_lo, i_lo + sub.m, j_lo, j_lo + sub.n);
@@ -339,7 +317,7 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
             FN(args) g = { m, n, k, A + a_off[b], rsa, csa, NULL, B + b_off[b], rsb, csb,
                            C + c_off[b], rsc, csc, 0, NULL, 0 };
             if (k <= 0) FN(gemm_k0)(&g);
-            else if (Bp) FN(gemm_body)(&g, ukr, pack_a, pack_b, Bp, Ap, 0, m, 0, n, 1, 0);
+            else if (Bp) FN(gemm_body)(&g, ukr, pack_a, pack_b, Bp, Ap, 0, m, 0, n);
             else FN(gemm_naive)(&g);
         }
         if (Bp) pbn_scratch_done();
