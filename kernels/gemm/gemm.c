@@ -103,7 +103,8 @@ void pbn_scratch_done(void)
 #define MR PBN_MR_F32
 #define NR PBN_NR_F32
 /* KC 384 (was 256): 3 k slices instead of 4 for the MLP's k = 784 (fewer passes over C);
- * measured 1-9% faster on (128,784)@(784,512), 0-2% on 1024^3 / 1536^3, 1 thread. */
+ * measured 0-9% faster on (128,784)@(784,512) over three interleaved A/B rounds, within
+ * noise on 1024^3 / 1536^3, 1 thread. */
 #define KC 384
 #define MC 144
 #define NC 4080
