@@ -111,16 +111,7 @@ void pbn_scratch_done(void)
 #define UKR_T pbn_ukr_f32
 #define TINY_WIDTH PBN_TINY_WIDTH_F32
 #define ukr_simd_f32 pbn_ukr_avx2_f32
-#include "gemm_driver.h"
-#undef T
-#undef SFX
-#undef MR
-#undef NR
-#undef KC
-#undef MC
-#undef NC
-#undef UKR_T
-#undef TINY_WIDTH
+#include "gemm_driver.h"   /* undefines its parameters at the end */
 
 /* ---- double ---- */
 #define T double
@@ -133,16 +124,7 @@ void pbn_scratch_done(void)
 #define UKR_T pbn_ukr_f64
 #define TINY_WIDTH PBN_TINY_WIDTH_F64
 #define ukr_simd_f64 pbn_ukr_avx2_f64
-#include "gemm_driver.h"
-#undef T
-#undef SFX
-#undef MR
-#undef NR
-#undef KC
-#undef MC
-#undef NC
-#undef UKR_T
-#undef TINY_WIDTH
+#include "gemm_driver.h"   /* undefines its parameters at the end */
 
 /* ---- float, small n: one dot product per C element, vectorised along k ----
  * For n <= 16 with A rows contiguous in k (the n = 10 output layer's forward pass

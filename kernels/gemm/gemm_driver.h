@@ -1,5 +1,6 @@
 /* Blocked GEMM driver, included by gemm.c once per dtype. Expects:
- *   T, SFX (f32 / f64), MR, NR (register tile), KC, MC, NC (cache blocks), UKR_T (kernel type).
+ *   T, SFX (f32 / f64), MR, NR (register tile), KC, MC, NC (cache blocks), UKR_T (kernel type),
+ *   TINY_WIDTH(n) (widths of the unpacked batched kernel); all undefined again at the end.
  *
  * Loop nest (BLIS order) of the serial body, for one rectangle of C:
  *   jc: NC columns                    B sliver (KC x NC) packed into NR-column panels (L3)
@@ -325,3 +326,13 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
 }
 
 #undef FN
+/* the parameters of this instantiation: gemm.c defines them again for the next one */
+#undef T
+#undef SFX
+#undef MR
+#undef NR
+#undef KC
+#undef MC
+#undef NC
+#undef UKR_T
+#undef TINY_WIDTH
