@@ -1,21 +1,43 @@
-"""Keras-style layers on pyblasnn kernels: ``Dense`` (and the ``Input`` marker).
+"""Keras-style layers on pyblasnn kernels: ``Dense``, ``Flatten``, ``Dropout`` (and ``Input``).
 
-A layer owns its weights and their gradient buffers. The model hands it preallocated
-activation / gradient workspaces, so ``forward`` and ``backward`` write into given arrays and
-allocate nothing; calling a layer directly (``layer(x)``) is the allocating convenience path.
+The layer contract (``Layer``), which is all ``Sequential`` and its training loop know about:
+
+- ``compute_output_shape(input_shape)``: the per-sample output shape for a per-sample input
+  shape (no batch axis), without building; raises ValueError for an input it cannot take.
+- ``build(input_shape, rng=None)``: create the weights (``add_weight``, which also makes each
+  weight's gradient buffer) for that input shape; ``rng`` is a numpy Generator.
+- ``forward(x, out, training=False)``: the output for the batch ``x``, written into the given
+  buffer ``out`` (batch, *output_shape); a layer that only reshapes or passes its input
+  through returns a view of ``x`` instead. Allocates nothing on the training path.
+- ``backward(dy, x, y, dx)``: from ``dy`` = dL/d(output) (a workspace the layer may overwrite),
+  its input ``x`` and output ``y``, fill the layer's own gradient buffers (``gradients``) and
+  return dL/dx: written into ``dx``, or a view of ``dy``; ``dx`` None means the input gradient
+  is not needed (the first layer) and the layer returns None.
+- ``split_activation()``: ``(pre, activation)``, a layer computing everything but the final
+  activation (sharing the weights) and that activation's name, or ``(self, None)``. The
+  model calls it once, at ``compile``, to fold a final softmax into the loss.
+- ``weights`` / ``gradients`` / ``weight_names()``, ``get_config()`` / ``from_config()``.
+
+Every public ``Layer`` subclass is registered by class name when it is defined (``get``), so a
+saved model with a custom layer loads once that class is defined. Dense's forward and backward
+are the shared gradient rules (``pyblasnn.autodiff.rules.dense_forward`` / ``dense_vjp``), the
+same ones the ``GradientTape`` runs. Calling a layer (``layer(x)``) is the allocating path.
 """
+import copy
 import itertools
 import math
 
 import numpy as np
 
-from . import fused, ops
+from . import _validation as _v
+from .autodiff import rules
 
-__all__ = ["Layer", "Dense", "Input", "get_initializer"]
+__all__ = ["Layer", "Dense", "Flatten", "Dropout", "Input", "get", "get_initializer"]
 
-ACTIVATIONS = (None, "relu", "softmax")
+ACTIVATIONS = tuple(rules.ACTIVATIONS)
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _name_counters = {}
+_LAYER_CLASSES = {}
 
 
 def _unique_name(base):
@@ -23,6 +45,30 @@ def _unique_name(base):
     counter = _name_counters.setdefault(base, itertools.count())
     i = next(counter)
     return base if i == 0 else f"{base}_{i}"
+
+
+def _snake(name):
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
+def get(class_name):
+    """The registered layer class called ``class_name`` (what ``load_model`` rebuilds from)."""
+    cls = _LAYER_CLASSES.get(class_name)
+    if cls is None:
+        raise ValueError(f"unknown layer class {class_name!r} (known: {sorted(_LAYER_CLASSES)}; "
+                         f"a custom layer class must be defined before its model is loaded)")
+    return cls
+
+
+def as_shape(op, shape):
+    """A per-sample shape as a tuple of positive ints (an int means (int,))."""
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
+                        for d in shape):
+        raise ValueError(f"{op}: shape must be a tuple of positive ints (no batch axis), "
+                         f"got {shape}")
+    return tuple(int(d) for d in shape)
 
 
 # --- initializers: f(shape, dtype, rng) -> array --------------------------------------------
@@ -45,63 +91,148 @@ def zeros(shape, dtype, rng):
     return np.zeros(shape, dtype=dtype)
 
 
-_INITIALIZERS = {"glorot_uniform": glorot_uniform, "he_uniform": he_uniform, "zeros": zeros}
+def ones(shape, dtype, rng):
+    """All ones."""
+    return np.ones(shape, dtype=dtype)
 
 
-def get_initializer(identifier):
-    """An initializer by name ('glorot_uniform', 'he_uniform', 'zeros') or a callable."""
+_INITIALIZERS = {"glorot_uniform": glorot_uniform, "he_uniform": he_uniform, "zeros": zeros,
+                 "ones": ones}
+
+
+def get_initializer(identifier, op="Dense"):
+    """An initializer by name ('glorot_uniform', 'he_uniform', 'zeros', 'ones') or a callable."""
     if callable(identifier):
         return identifier
     if isinstance(identifier, str) and identifier in _INITIALIZERS:
         return _INITIALIZERS[identifier]
-    raise ValueError(f"Dense: unknown initializer {identifier!r}; "
+    raise ValueError(f"{op}: unknown initializer {identifier!r}; "
                      f"expected one of {sorted(_INITIALIZERS)} or a callable(shape, dtype, rng)")
 
 
-# --- layers -------------------------------------------------------------------------------
+# --- the contract -----------------------------------------------------------------------------
 
 class Layer:
-    """Base class: weights, their gradients, lazy build."""
+    """Base class of every layer: the contract (module docstring), weights and their gradient
+    buffers (``add_weight``), lazy build, config. ``dtype=None`` (weightless layers) takes the
+    model's dtype."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            _LAYER_CLASSES[cls.__name__] = cls
 
     def __init__(self, name=None, dtype="float32"):
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"{type(self).__name__}: dtype must be float32 or float64, "
-                            f"got {dtype!r}") from None
-        if dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"{type(self).__name__}: dtype must be float32 or float64, "
-                            f"got {dtype}")
+        if dtype is not None:
+            try:
+                dtype = np.dtype(dtype)
+            except TypeError:
+                raise TypeError(f"{type(self).__name__}: dtype must be float32 or float64, "
+                                f"got {dtype!r}") from None
+            if dtype not in _FLOAT_DTYPES:
+                raise TypeError(f"{type(self).__name__}: dtype must be float32 or float64, "
+                                f"got {dtype}")
         self.dtype = dtype
         self.name = name or _unique_name(_snake(type(self).__name__))
         self.built = False
-        self.input_dim = None
+        self.input_shape = None             # per-sample shape, known once built
+        self._weights = {}                  # name -> array
+        self._gradients = {}                # name -> gradient buffer of the same shape
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    # -- the contract (defaults: a weightless layer that keeps its input shape) -------------
+    def compute_output_shape(self, input_shape):
+        """Per-sample output shape for a per-sample input shape."""
+        return tuple(input_shape)
+
+    def build(self, input_shape, rng=None):
+        """Create the weights for inputs of per-sample shape ``input_shape``."""
+        self.input_shape = as_shape(self.name, input_shape)
+        self.built = True
+
+    def forward(self, x, out, training=False):
+        """The output for batch ``x``: written into ``out``, or a view of ``x``."""
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dy, x, y, dx):
+        """Fill ``gradients``; return dL/dx (into ``dx``, or a view), None when dx is None."""
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def split_activation(self):
+        """(layer without its final activation, activation name) or (self, None)."""
+        return self, None
+
+    # -- weights --------------------------------------------------------------------------
+    def add_weight(self, name, shape, initializer="zeros", rng=None, dtype=None):
+        """Create weight ``name`` (and its zeroed gradient buffer); returns the weight."""
+        dtype = np.dtype(dtype or self.dtype or np.float32)
+        rng = np.random.default_rng() if rng is None else rng
+        shape = tuple(int(d) for d in shape)
+        w = np.ascontiguousarray(get_initializer(initializer, self.name)(shape, dtype, rng),
+                                 dtype=dtype)
+        if w.shape != shape:
+            which = f"{name}_initializer" if name in ("kernel", "bias") else "initializer"
+            raise ValueError(f"{self.name}: {which} returned shape {w.shape}, expected {shape}")
+        self._weights[name] = w
+        self._gradients[name] = np.zeros_like(w)
+        return w
 
     @property
     def weights(self):
-        return []
+        """The weight arrays (live references), in ``weight_names()`` order."""
+        return list(self._weights.values())
 
     @property
     def gradients(self):
-        return []
+        """dL/d(weight) buffers, filled by ``backward``, in ``weight_names()`` order."""
+        return list(self._gradients.values())
 
-    def count_params(self):
-        return int(sum(w.size for w in self.weights))
+    def weight_names(self):
+        return list(self._weights)
 
+    def count_params(self, input_shape=None):
+        """Number of weights; for an unbuilt layer, those it would create for input_shape."""
+        if self.built or input_shape is None:
+            return int(sum(w.size for w in self.weights))
+        probe = copy.deepcopy(self)
+        probe.build(input_shape, np.random.default_rng(0))
+        return int(sum(w.size for w in probe.weights))
 
-def _snake(name):
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower()
-                   for i, c in enumerate(name))
+    # -- config ---------------------------------------------------------------------------
+    def get_config(self):
+        """Constructor arguments that rebuild this layer (``from_config``)."""
+        config = {"name": self.name}
+        if self.dtype is not None:
+            config["dtype"] = self.dtype.name
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- allocating convenience -------------------------------------------------------------
+    def __call__(self, x, training=False):
+        """Forward pass on a batch (allocating; builds the layer on the first call)."""
+        x = np.asarray(x)
+        if x.ndim < 1:
+            raise ValueError(f"{self.name}: input must have a batch axis, got a scalar")
+        if not self.built:
+            self.build(x.shape[1:])
+        out_shape = self.compute_output_shape(x.shape[1:])
+        dtype = self.dtype or (x.dtype if x.dtype in _FLOAT_DTYPES else np.dtype(np.float32))
+        x = np.ascontiguousarray(x, dtype=dtype)
+        out = np.empty((x.shape[0], *out_shape), dtype=dtype)
+        y = self.forward(x, out, training)
+        return y
 
 
 class Input:
-    """Marks the input shape of a Sequential model: ``Input(shape=(784,))``."""
+    """Marks the per-sample input shape of a Sequential model: ``Input(shape=(784,))``."""
 
     def __init__(self, shape, dtype=None, name=None):
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        if len(shape) != 1 or not isinstance(shape[0], (int, np.integer)) or shape[0] < 1:
-            raise ValueError(f"Input: shape must be (features,) with features >= 1, got {shape}")
-        self.shape = (int(shape[0]),)
+        self.shape = as_shape("Input", shape)
         self.dtype = dtype
         self.name = name
 
@@ -109,13 +240,16 @@ class Input:
         return f"Input(shape={self.shape})"
 
 
+# --- layers ---------------------------------------------------------------------------------
+
 class Dense(Layer):
     """Densely connected layer: ``output = activation(input @ kernel + bias)``.
 
-    ``activation`` is None, "relu" (fused into the GEMM epilogue with the bias) or "softmax"
-    (row-wise, applied after the GEMM; fused with the loss when a model trains on
-    ``sparse_categorical_crossentropy``). The kernel (input_dim, units) is created on the first
-    call, Glorot-uniform by default; the bias starts at zero.
+    ``activation``: None / "linear", "relu" (fused into the GEMM epilogue with the bias),
+    "sigmoid", "tanh" or "softmax" (applied after the GEMM; a final softmax is folded into the
+    loss when a model compiles with ``sparse_categorical_crossentropy``). The kernel
+    (input_dim, units) is created on the first call, Glorot-uniform by default; the bias
+    starts at zero. Forward and backward are ``rules.dense_forward`` / ``rules.dense_vjp``.
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -132,10 +266,13 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        self._kernel_init = get_initializer(kernel_initializer)
-        self._bias_init = get_initializer(bias_initializer)
+        get_initializer(kernel_initializer)
+        get_initializer(bias_initializer)
         if input_shape is not None:
-            input_dim = Input(input_shape).shape[0]
+            input_dim = Input(input_shape).shape
+            if len(input_dim) != 1:
+                raise ValueError(f"Dense: input_shape must be (features,), got {input_dim}")
+            input_dim = input_dim[0]
         if input_dim is not None:
             input_dim = Input((input_dim,)).shape[0]
         self.input_dim = input_dim
@@ -147,46 +284,33 @@ class Dense(Layer):
         bias = "" if self.use_bias else ", use_bias=False"
         return f"Dense({self.units}{act}{bias}, name={self.name!r})"
 
-    # -- build / weights ------------------------------------------------------------------
-    def build(self, input_dim, rng=None):
-        """Create the kernel (input_dim, units), bias (units,) and their gradient buffers."""
-        input_dim = int(input_dim)
-        if self.input_dim is not None and self.input_dim != input_dim:
+    # -- shapes / build -------------------------------------------------------------------
+    def compute_output_shape(self, input_shape):
+        input_shape = (input_shape,) if isinstance(input_shape, (int, np.integer)) \
+            else tuple(input_shape)
+        if len(input_shape) != 1:
+            raise ValueError(f"{self.name} expects 2-D input (samples, features), got samples "
+                             f"of shape {input_shape}; flatten it first (layers.Flatten())")
+        if self.input_dim is not None and self.input_dim != input_shape[0]:
             raise ValueError(f"{self.name}: expected input with {self.input_dim} features, "
-                             f"got {input_dim}")
+                             f"got {input_shape[0]}")
+        return (self.units,)
+
+    def build(self, input_shape, rng=None):
+        """Create the kernel (input_dim, units), bias (units,) and their gradient buffers."""
+        self.compute_output_shape(input_shape)
+        input_dim = as_shape(self.name, input_shape)[0]
         rng = np.random.default_rng() if rng is None else rng
-        shape = (input_dim, self.units)
-        kernel = np.ascontiguousarray(self._kernel_init(shape, self.dtype, rng), dtype=self.dtype)
-        if kernel.shape != shape:
-            raise ValueError(f"{self.name}: kernel_initializer returned shape {kernel.shape}, "
-                             f"expected {shape}")
-        self.kernel = kernel
-        self.dkernel = np.zeros_like(kernel)
+        self._weights, self._gradients = {}, {}
+        self.kernel = self.add_weight("kernel", (input_dim, self.units), self.kernel_initializer,
+                                      rng)
+        self.dkernel = self._gradients["kernel"]
         if self.use_bias:
-            bias = np.ascontiguousarray(self._bias_init((self.units,), self.dtype, rng),
-                                        dtype=self.dtype)
-            if bias.shape != (self.units,):
-                raise ValueError(f"{self.name}: bias_initializer returned shape {bias.shape}, "
-                                 f"expected {(self.units,)}")
-            self.bias = bias
-            self.dbias = np.zeros_like(bias)
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer, rng)
+            self.dbias = self._gradients["bias"]
         self.input_dim = input_dim
+        self.input_shape = (input_dim,)
         self.built = True
-
-    @property
-    def weights(self):
-        if not self.built:
-            return []
-        return [self.kernel, self.bias] if self.use_bias else [self.kernel]
-
-    @property
-    def gradients(self):
-        if not self.built:
-            return []
-        return [self.dkernel, self.dbias] if self.use_bias else [self.dkernel]
-
-    def weight_names(self):
-        return ["kernel", "bias"] if self.use_bias else ["kernel"]
 
     def get_config(self):
         init = self.kernel_initializer if isinstance(self.kernel_initializer, str) else None
@@ -200,47 +324,125 @@ class Dense(Layer):
         return self.units
 
     # -- compute --------------------------------------------------------------------------
-    def __call__(self, x):
-        """Forward pass on a 2-D array (allocating; builds the layer on first call)."""
+    def __call__(self, x, training=False):
         x = np.asarray(x)
         if x.ndim != 2:
             raise ValueError(f"{self.name}: input must be 2-D (batch, features), got shape "
                              f"{x.shape}")
-        if not self.built:
-            self.build(x.shape[1])
-        elif x.shape[1] != self.input_dim:
-            raise ValueError(f"{self.name}: expected input with {self.input_dim} features, "
-                             f"got shape {x.shape}")
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        out = np.empty((x.shape[0], self.units), dtype=self.dtype)
-        return self.forward(x, out)
+        return super().__call__(x, training)
 
-    def forward(self, x, out, logits_only=False):
-        """out := activation(x @ kernel + bias); with logits_only, softmax is left to the loss.
+    def forward(self, x, out, training=False):
+        """out := activation(x @ kernel + bias). IN x (batch, input_dim); OUT out (batch, units)."""
+        return rules.dense_forward(x, self.kernel, self.bias, self.activation, out=out)[0]
 
-        IN x (batch, input_dim); OUT out (batch, units). Returns out.
-        """
-        relu = "relu" if self.activation == "relu" else None
-        ops.dense(x, self.kernel, self.bias, activation=relu, out=out)
-        if self.activation == "softmax" and not logits_only:
-            fused.softmax(out, out=out)
-        return out
+    def backward(self, dy, x, y, dx):
+        """Fills dkernel / dbias (and dx unless None) from dy = dL/d(output), which it
+        overwrites with dL/d(pre-activation)."""
+        return self._vjp(dy, x, y, dx, self.activation)
 
-    def backward(self, dy, x, y, dx=None, activation_done=False):
-        """Gradients of the loss: fills self.dkernel / self.dbias, and dx if given.
+    def _vjp(self, dy, x, y, dx, activation):
+        saved = (x, self.kernel, y, activation, self.use_bias)
+        return rules.dense_vjp(dy, saved, (dx is not None, True, True),
+                               out=(dx, self.dkernel, self.dbias))[0]
 
-        IN dy = dL/d(output) (overwritten with dL/d(pre-activation)), x = this layer's input,
-        y = this layer's output; OUT dx (batch, input_dim) or None for the first layer.
-        ``activation_done``: dy already is dL/d(pre-activation) (the fused softmax + loss).
-        """
-        if not activation_done:
-            if self.activation == "relu":
-                ops.relu_backward(dy, y, out=dy)       # y > 0 exactly where x@W + b > 0
-            elif self.activation == "softmax":
-                fused.softmax_backward(dy, y, out=dy)
-        ops.matmul(x.T, dy, out=self.dkernel)
-        if self.use_bias:
-            ops.sum_to_shape(dy, (self.units,), out=self.dbias)
-        if dx is not None:
-            ops.matmul(dy, self.kernel.T, out=dx)
-        return dx
+    def split_activation(self):
+        if self.activation in (None, "linear"):
+            return self, None
+        return _DenseLogits(self), self.activation
+
+
+class _DenseLogits:
+    """A Dense layer without its activation (the logits a fused loss takes), same weights."""
+
+    __slots__ = ("layer",)
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __repr__(self):
+        return f"{self.layer!r} without its activation"
+
+    def forward(self, x, out, training=False):
+        layer = self.layer
+        return rules.dense_forward(x, layer.kernel, layer.bias, None, out=out)[0]
+
+    def backward(self, dy, x, y, dx):
+        return self.layer._vjp(dy, x, y, dx, None)
+
+
+class Flatten(Layer):
+    """Flattens each sample: (batch, 28, 28) -> (batch, 784). A view, no copy."""
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, out, training=False):
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy, x, y, dx):
+        return None if dx is None else dy.reshape(x.shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout (Keras): in training, each input is zeroed with probability ``rate``
+    and the kept ones are scaled by 1 / (1 - rate); at inference the layer is the identity.
+
+    ``seed`` fixes the masks; without it the generator is spawned from the model's build
+    generator, so ``fit(seed=...)`` makes the masks reproducible too.
+    """
+
+    def __init__(self, rate, seed=None, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        rate = _v._check_real("Dropout", "rate", rate)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"Dropout: seed must be an int or None, got {seed!r}")
+        self.rate = float(rate)
+        self.seed = None if seed is None else int(seed)
+        self._rng = None if seed is None else np.random.default_rng(self.seed)
+        self._buffers = {}                  # (shape, dtype) -> (uniform, keep, mask)
+        self.mask = None                    # the last training mask: 0 or 1 / (1 - rate)
+
+    def __repr__(self):
+        return f"Dropout({self.rate:g}, name={self.name!r})"
+
+    def build(self, input_shape, rng=None):
+        super().build(input_shape, rng)
+        if self._rng is None:
+            spawn = getattr(rng, "spawn", None)
+            try:
+                self._rng = spawn(1)[0] if spawn is not None else np.random.default_rng()
+            except (TypeError, ValueError):          # a generator without a seed sequence
+                self._rng = np.random.default_rng(rng.integers(2**63))
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+    def forward(self, x, out, training=False):
+        if not training or self.rate == 0.0:
+            self.mask = None
+            return x
+        if self._rng is None:
+            self._rng = np.random.default_rng()
+        key = (x.shape, x.dtype)
+        bufs = self._buffers.get(key)
+        if bufs is None:
+            bufs = self._buffers[key] = (np.empty(x.shape, x.dtype), np.empty(x.shape, bool),
+                                         np.empty(x.shape, x.dtype))
+        uniform, keep, mask = bufs
+        self._rng.random(out=uniform, dtype=x.dtype)
+        np.greater_equal(uniform, self.rate, out=keep)
+        np.multiply(keep, x.dtype.type(1.0 / (1.0 - self.rate)), out=mask)
+        self.mask = mask
+        return np.multiply(x, mask, out=out)
+
+    def backward(self, dy, x, y, dx):
+        if dx is None:
+            return None
+        if self.mask is None:
+            return dy
+        return np.multiply(dy, self.mask, out=dx)

@@ -3,6 +3,7 @@ import numpy as np
 
 from . import _validation as _v
 from . import fused
+from .autodiff import functions as _autodiff_functions
 
 __all__ = ["Loss", "SparseCategoricalCrossentropy", "sparse_categorical_crossentropy", "get"]
 
@@ -11,9 +12,15 @@ class Loss:
     """Base class: ``loss(y_true, y_pred)`` returns the mean loss as a float."""
 
     name = "loss"
+    from_logits = False
 
     def get_config(self):
         return {}
+
+    def fuses(self, activation):
+        """True when this loss can take the input of ``activation`` (the model's last one)
+        instead of its output, computing both in one fused pass. Asked once, at compile."""
+        return False
 
 
 class SparseCategoricalCrossentropy(Loss):
@@ -23,8 +30,8 @@ class SparseCategoricalCrossentropy(Loss):
     1e-7, 1 - 1e-7))). ``from_logits=True``: ``y_pred`` holds logits; loss = mean(
     logsumexp(z) - z[label]), computed stably. When a model's last layer is
     ``Dense(..., activation="softmax")`` and ``from_logits=False``, the model hands this loss
-    the pre-softmax logits instead, so softmax and loss are computed together and the gradient
-    is (p - onehot) / n, exactly as for from_logits=True.
+    the pre-softmax logits instead (``fuses``, asked at compile), so softmax and loss are
+    computed together and the gradient is (p - onehot) / n, exactly as for from_logits=True.
     """
 
     name = "sparse_categorical_crossentropy"
@@ -37,6 +44,10 @@ class SparseCategoricalCrossentropy(Loss):
 
     def get_config(self):
         return {"from_logits": self.from_logits}
+
+    def fuses(self, activation):
+        """A final softmax is folded into the loss unless the model already outputs logits."""
+        return activation == "softmax" and not self.from_logits
 
     def __call__(self, y_true, y_pred):
         y_pred = np.asarray(y_pred)
@@ -61,9 +72,9 @@ class SparseCategoricalCrossentropy(Loss):
         return fused.sparse_cross_entropy(y_pred, labels, out=grad_out, row_loss=row_loss)
 
 
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
-    """Functional form: mean sparse categorical cross-entropy."""
-    return SparseCategoricalCrossentropy(from_logits=from_logits)(y_true, y_pred)
+# Keras' functional form: per-sample losses (a Tensor, recorded by a GradientTape), e.g.
+# ``tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, predictions))``
+sparse_categorical_crossentropy = _autodiff_functions.sparse_categorical_crossentropy
 
 
 _LOSSES = {"sparse_categorical_crossentropy": SparseCategoricalCrossentropy}

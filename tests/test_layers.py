@@ -68,16 +68,18 @@ def test_dense_forward_backward_match_numpy(shape, dtype, activation, use_bias):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_output_with_fused_gradient(dtype):
-    """logits_only + activation_done: the layer leaves softmax to the loss kernel."""
+    """split_activation: the part before the softmax, whose logits the fused loss takes."""
     layer, x, _ = make_layer(9, 6, 4, dtype, "softmax")
+    pre, activation = layer.split_activation()
+    assert activation == "softmax" and pre is not layer
     labels = np.arange(9) % 4
     logits = np.empty((9, 4), dtype=dtype)
-    layer.forward(x, logits, logits_only=True)
+    pre.forward(x, logits)
     _, z = ref_forward(x, layer.kernel, layer.bias, None)
     np.testing.assert_allclose(logits, z, rtol=RTOL[dtype], atol=RTOL[dtype])
     dz = np.empty_like(logits)
     fused.sparse_softmax_cross_entropy(logits, labels, out=dz)
-    layer.backward(dz, x, None, None, activation_done=True)
+    assert pre.backward(dz, x, logits, None) is None
     p = fused.softmax(logits)
     ref_dw = x.T.astype(np.float64) @ ((p - np.eye(4)[labels]) / 9)
     np.testing.assert_allclose(layer.dkernel, ref_dw, rtol=RTOL[dtype], atol=RTOL[dtype])
@@ -123,7 +125,7 @@ def test_custom_initializer_and_he_uniform():
 BAD = [
     (lambda: layers.Dense(0), ValueError, "units must be a positive int"),
     (lambda: layers.Dense(2.5), ValueError, "units must be a positive int"),
-    (lambda: layers.Dense(4, activation="tanh"), ValueError, "unknown activation 'tanh'"),
+    (lambda: layers.Dense(4, activation="gelu"), ValueError, "unknown activation 'gelu'"),
     (lambda: layers.Dense(4, kernel_initializer="orthogonal"), ValueError,
      "unknown initializer 'orthogonal'"),
     (lambda: layers.Dense(4, dtype="int32"), TypeError, "float32 or float64"),
@@ -132,7 +134,9 @@ BAD = [
      "expected input with 3 features"),
     (lambda: layers.Dense(4, kernel_initializer=lambda s, d, r: np.zeros((1, 1))).build(3),
      ValueError, "kernel_initializer returned shape (1, 1)"),
-    (lambda: layers.Input(shape=(28, 28)), ValueError, "shape must be (features,)"),
+    (lambda: layers.Input(shape=(28, 0)), ValueError, "shape must be a tuple of positive ints"),
+    (lambda: layers.Dense(4).build((28, 28)), ValueError, "flatten it first"),
+    (lambda: layers.Dropout(1.0), ValueError, "rate must be in [0, 1)"),
 ]
 
 

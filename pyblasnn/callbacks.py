@@ -1,0 +1,162 @@
+"""Keras-style callbacks: the training loop emits events, callbacks react.
+
+Events (Keras' names): ``on_train_begin/end(logs)``, ``on_epoch_begin(epoch)``,
+``on_epoch_end(epoch, logs)``, ``on_train_batch_end(batch, logs)`` (running means so far),
+``on_test_begin/end(logs)``, ``on_predict_begin/end()``. ``History`` records each epoch's
+logs; ``ProgbarLogger`` prints the progress bar (``pyblasnn.progress.Progbar``).
+"""
+from .progress import Progbar
+
+__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger"]
+
+
+class Callback:
+    """Base class: every event is a no-op; ``self.model`` and ``self.params`` are set by fit."""
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+    def on_test_begin(self, logs=None):
+        pass
+
+    def on_test_end(self, logs=None):
+        pass
+
+    def on_predict_begin(self, logs=None):
+        pass
+
+    def on_predict_end(self, logs=None):
+        pass
+
+
+class CallbackList:
+    """Dispatches each event to every callback, in order.
+
+    ``wants_batch_logs`` is False when no callback overrides ``on_train_batch_end``: the loop
+    then builds no per-step logs at all (the silent fit costs nothing per step).
+    """
+
+    def __init__(self, callbacks, model=None, params=None):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if model is not None:
+                cb.set_model(model)
+            if params is not None:
+                cb.set_params(params)
+        self._batch_end = [cb for cb in self.callbacks
+                           if type(cb).on_train_batch_end is not Callback.on_train_batch_end]
+        self.wants_batch_logs = bool(self._batch_end)
+
+    def _each(self, event, *args):
+        for cb in self.callbacks:
+            getattr(cb, event)(*args)
+
+    def on_train_begin(self, logs=None):
+        self._each("on_train_begin", logs)
+
+    def on_train_end(self, logs=None):
+        self._each("on_train_end", logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._each("on_epoch_begin", epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._each("on_epoch_end", epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for cb in self._batch_end:
+            cb.on_train_batch_end(batch, logs)
+
+    def on_test_begin(self, logs=None):
+        self._each("on_test_begin", logs)
+
+    def on_test_end(self, logs=None):
+        self._each("on_test_end", logs)
+
+    def on_predict_begin(self, logs=None):
+        self._each("on_predict_begin", logs)
+
+    def on_predict_end(self, logs=None):
+        self._each("on_predict_end", logs)
+
+
+class History(Callback):
+    """Per-epoch results of ``fit``: ``history.history["loss"]``, ``["accuracy"]``, ..."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+    def on_train_begin(self, logs=None):
+        self.history, self.epoch = {}, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.append(epoch, logs or {})
+
+    def append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+
+class ProgbarLogger(Callback):
+    """Keras' progress output: ``Epoch 1/5`` then ``469/469 [=====] - 1s 2ms/step - loss: ...``.
+
+    ``verbose`` 1: a bar (redrawn in place on a terminal), 2: one line per epoch. Used by fit
+    (``params["epochs"]`` and ``["steps"]``), evaluate and predict (``params["steps"]``).
+    """
+
+    def __init__(self, verbose=1):
+        super().__init__()
+        self.verbose = verbose
+        self._bar = None
+
+    def _new_bar(self):
+        self._bar = Progbar(self.params.get("steps", 0), verbose=self.verbose)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        print(f"Epoch {epoch + 1}/{self.params.get('epochs', 1)}", flush=True)
+        self._new_bar()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._bar.update(batch + 1, list((logs or {}).items()), finalize=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._bar.update(self.params.get("steps", 0), list((logs or {}).items()), finalize=True)
+
+    def on_test_begin(self, logs=None):
+        self._new_bar()
+
+    def on_test_end(self, logs=None):
+        self._bar.update(self.params.get("steps", 0), list((logs or {}).items()), finalize=True)
+
+    on_predict_begin = on_test_begin
+
+    def on_predict_end(self, logs=None):
+        self._bar.update(self.params.get("steps", 0), [], finalize=True)
