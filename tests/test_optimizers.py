@@ -139,7 +139,7 @@ BAD = [
     (lambda: optimizers.RMSprop(rho=1.5), ValueError, "rho must be in [0, 1)"),
     (lambda: optimizers.RMSprop(epsilon=0), ValueError, "epsilon must be > 0"),
     (lambda: optimizers.RMSprop(momentum=2), ValueError, "momentum must be in [0, 1)"),
-    (lambda: optimizers.get("adam"), ValueError, "unknown optimizer 'adam'"),
+    (lambda: optimizers.get("adagrad"), ValueError, "unknown optimizer 'adagrad'"),
     (lambda: optimizers.SGD().apply([W], []), ValueError, "1 params but 0 grads"),
     (lambda: fused.sgd_update(W, np.zeros(4), 0.1), ValueError, "grad shape (4,)"),
     (lambda: fused.sgd_update(W, np.zeros(3, np.float32), 0.1), TypeError, "grad dtype float32"),
