@@ -16,6 +16,10 @@ def ref_forward(x, w, b, activation):
     if activation == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True), z
+    if activation == "sigmoid":
+        return 1 / (1 + np.exp(-z)), z
+    if activation == "tanh":
+        return np.tanh(z), z
     return z, z
 
 
@@ -24,6 +28,10 @@ def ref_backward(dy, x, w, y, z, activation):
         dz = dy * (z > 0)
     elif activation == "softmax":
         dz = y * (dy - (dy * y).sum(axis=1, keepdims=True))
+    elif activation == "sigmoid":
+        dz = dy * y * (1 - y)
+    elif activation == "tanh":
+        dz = dy * (1 - y * y)
     else:
         dz = dy
     return x.T.astype(np.float64) @ dz, dz.sum(axis=0), dz @ w.T
@@ -42,7 +50,7 @@ def make_layer(batch, n_in, units, dtype, activation, use_bias=True, seed=0):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("activation", [None, "relu", "softmax"])
+@pytest.mark.parametrize("activation", [None, "linear", "relu", "softmax", "sigmoid", "tanh"])
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_dense_forward_backward_match_numpy(shape, dtype, activation, use_bias):
     batch, n_in, units = shape

@@ -34,14 +34,25 @@ def small_model(hidden=32, classes=4, activation="softmax", dtype="float32", opt
 # -- gradients ------------------------------------------------------------------------------
 
 GRAD_CASES = [
-    # (hidden activations, output activation, from_logits): the fused softmax + loss path,
-    # logits without softmax, softmax through softmax_backward (loss on logits), 3 layers
+    # (hidden layers, output activation, from_logits): the fused softmax + loss path,
+    # logits without softmax, softmax through its own vjp (loss on logits), 3 layers,
+    # sigmoid / tanh hidden layers, and dropout (a float = its rate) with the mask fixed
     (["relu"], "softmax", False),
     (["relu"], None, True),
     (["relu"], "softmax", True),
     (["relu", "relu"], "softmax", False),
     ([None], "softmax", False),
+    (["sigmoid"], "softmax", False),
+    (["tanh"], None, True),
+    (["tanh", "sigmoid"], "softmax", True),
+    (["relu", 0.4, "tanh"], "softmax", False),
 ]
+
+
+def _hidden(spec):
+    if isinstance(spec, float):
+        return layers.Dropout(spec, seed=7)
+    return layers.Dense(6, activation=spec, dtype="float64")
 
 
 @pytest.mark.parametrize("hidden, out_act, from_logits", GRAD_CASES)
@@ -49,18 +60,24 @@ def test_model_gradients_match_central_differences(hidden, out_act, from_logits)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((7, 5))
     y = rng.integers(0, 3, size=7)
-    model = pyblasnn.Sequential(
-        [layers.Dense(6, activation=a, dtype="float64") for a in hidden]
-        + [layers.Dense(3, activation=out_act, dtype="float64")])
+    model = pyblasnn.Sequential([_hidden(spec) for spec in hidden]
+                                + [layers.Dense(3, activation=out_act, dtype="float64")])
     # lr=1 and momentum 0: w_new = w - g exposes the gradient through the public API too
     model.compile(optimizer=optimizers.SGD(learning_rate=1.0),
                   loss=losses.SparseCategoricalCrossentropy(from_logits=from_logits),
                   metrics=["accuracy"])
     model.build((None, 5), rng=np.random.default_rng(1))
     for layer in model.layers:                  # nonzero biases: exercise their gradient
-        layer.bias[...] = rng.standard_normal(layer.bias.shape) * 0.1
+        if isinstance(layer, layers.Dense):
+            layer.bias[...] = rng.standard_normal(layer.bias.shape) * 0.1
     w0 = model.get_weights()
     model.train_on_batch(x, y)
+    for layer in model.layers:
+        if isinstance(layer, layers.Dropout):   # evaluate with the mask that step drew
+            mask = layer.mask.copy()
+            assert 0 < np.count_nonzero(mask) < mask.size
+            layer.forward = lambda a, out, training=False, mask=mask: np.multiply(a, mask,
+                                                                                  out=out)
     grads = [w_old - w_new for w_old, w_new in zip(w0, model.get_weights())]
     for g, buf in zip(grads, model.gradients):
         np.testing.assert_allclose(g, buf, rtol=1e-12, atol=1e-14)
@@ -195,6 +212,23 @@ def test_train_on_batch_returns_loss_and_accuracy():
     model = small_model()
     loss, acc = model.train_on_batch(x, y)
     assert 0 < loss < 10 and 0 <= acc <= 1
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert list(logs) == ["loss", "accuracy"] and logs["loss"] < loss
+
+
+def test_evaluate_return_dict():
+    x, y = blobs()
+    model = small_model()
+    model.fit(x, y, epochs=1, batch_size=50, verbose=0, seed=1)
+    loss, acc = model.evaluate(x, y, verbose=0)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs == {"loss": loss, "accuracy": acc}
+    assert acc == pytest.approx(np.mean(model.predict(x).argmax(axis=1) == y))
+    bare = pyblasnn.Sequential([layers.Dense(4, activation="softmax")])
+    bare.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    bare.build((None, 20))
+    assert bare.evaluate(x, y, verbose=0, return_dict=True) == {
+        "loss": bare.evaluate(x, y, verbose=0)}
 
 
 # -- summary and output --------------------------------------------------------------------

@@ -191,3 +191,180 @@ def test_read_only_parameter_is_rejected():
     w.flags.writeable = False
     with pytest.raises(ValueError, match="param must be writeable"):
         fused.sgd_update(w, np.zeros(3), 0.1)
+
+
+# -- Adam -------------------------------------------------------------------------------------
+
+def ref_adam(w, gs, lr, b1, b2, eps):
+    """Keras' Adam in float64: bias-corrected step size, then m / (sqrt(v) + eps)."""
+    w, m, v = w.astype(np.float64), np.zeros(w.shape), np.zeros(w.shape)
+    for t, g in enumerate(gs, start=1):
+        g = g.astype(np.float64)
+        lr_t = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr_t * m / (np.sqrt(v) + eps)
+    return w, m, v
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("hyper", [{}, {"learning_rate": 0.01, "beta_1": 0.5, "beta_2": 0.9,
+                                        "epsilon": 1e-3}])
+def test_adam_matches_keras_rule(shape, dtype, hyper):
+    w, gs = params_and_grads(shape, dtype, seed=3)
+    full = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, **hyper}
+    ref_w, ref_m, ref_v = ref_adam(w, gs, *full.values())
+    opt = optimizers.Adam(**hyper)
+    out = run(opt, w, gs)
+    assert out.dtype == dtype and out.shape == shape and opt.iterations == STEPS
+    rtol = {np.float32: 1e-5, np.float64: 1e-12}[dtype]
+    np.testing.assert_allclose(out, ref_w, rtol=rtol, atol=rtol)
+    state = opt.get_state()
+    np.testing.assert_allclose(state["momentum"][0], ref_m, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(state["velocity"][0], ref_v, rtol=rtol, atol=rtol)
+    if w.size:          # the first step moves every weight by about lr (the bias correction)
+        w1 = params_and_grads(shape, dtype, seed=3)[0]
+        optimizers.Adam(**hyper).apply([w1], [gs[0]])
+        step = np.abs(w1.astype(np.float64) - params_and_grads(shape, dtype, seed=3)[0])
+        assert np.median(step) == pytest.approx(full["learning_rate"], rel=0.05)
+
+
+def test_adam_defaults_repr_docstring_and_save_load(tmp_path):
+    import pyblasnn
+    from pyblasnn import layers, models
+    adam = optimizers.get("adam")
+    assert isinstance(adam, optimizers.Adam)
+    assert (adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon) == (0.001, 0.9, 0.999,
+                                                                            1e-7)
+    assert repr(adam) == "Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07)"
+    assert "sqrt(1 - beta_2**t) / (1 - beta_1**t)" in optimizers.Adam.__doc__
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.intp)
+    model = pyblasnn.Sequential([layers.Dense(8, activation="tanh"),
+                                 layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, seed=0)
+    model.save(tmp_path / "adam.npz")
+    loaded = models.load_model(tmp_path / "adam.npz")
+    assert repr(loaded.optimizer) == repr(model.optimizer)
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 14
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, seed=1)
+    loaded.fit(x, y, epochs=1, batch_size=32, verbose=0, seed=1)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)     # state restored: the next steps are the same
+
+
+# -- apply_gradients --------------------------------------------------------------------------
+
+class DuckVariable:
+    """What apply_gradients needs of a variable: the live array and a change notice."""
+
+    def __init__(self, value):
+        self.value = value
+        self.updates = 0
+
+    def _parameter(self):
+        return self.value
+
+    def _updated(self):
+        self.updates += 1
+
+
+class DuckTensor:
+    """A gradient read through numpy() (no copy), as pyblasnn's Tensor is."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def numpy(self):
+        return self.value
+
+
+class ArrayLike:
+    def __init__(self, value):
+        self.value = value
+
+    def __array__(self, dtype=None, copy=None):
+        return self.value
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.SGD(0.1),
+    lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+    lambda: optimizers.RMSprop(0.01, momentum=0.5),
+    lambda: optimizers.Adam(0.01),
+])
+def test_apply_gradients_equals_apply_for_arrays_and_duck_variables(make):
+    rng = np.random.default_rng(4)
+    shapes = [(5, 3), (3,), (3, 2), (2,)]
+    w0 = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    steps = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(4)]
+    ref = [w.copy() for w in w0]
+    ref_opt = make()
+    for gs in steps:
+        ref_opt.apply(ref, gs)
+    arrays = [w.copy() for w in w0]
+    opt = make()
+    ducks = [DuckVariable(w.copy()) for w in w0]
+    duck_opt = make()
+    for gs in steps:
+        assert opt.apply_gradients(zip(gs, arrays)) == opt.iterations
+        grads = [DuckTensor(gs[0]), ArrayLike(gs[1]), gs[2].tolist(), gs[3]]
+        grads[2] = np.asarray(grads[2], np.float32)
+        duck_opt.apply_gradients(zip(grads, ducks))
+    assert opt.iterations == duck_opt.iterations == 4
+    for r, a, d in zip(ref, arrays, ducks):
+        np.testing.assert_array_equal(a, r)
+        np.testing.assert_array_equal(d.value, r)
+        assert d.updates == 4
+    state = opt.get_state()          # one state set per variable, reused across the calls
+    assert all(len(arrays_) == 4 for slot, arrays_ in state.items() if slot != "iterations")
+
+
+def test_apply_gradients_keeps_state_per_variable_and_skips_none():
+    a, b = np.zeros(3), np.zeros(2)
+    opt = optimizers.SGD(0.1, momentum=0.9)
+    opt.apply_gradients([(np.ones(3), a), (None, b)])
+    np.testing.assert_array_equal(b, 0)                    # None: left alone
+    opt.apply_gradients([(np.ones(2), b), (np.ones(3), a)])   # new variable, other order
+    np.testing.assert_allclose(a, -0.1 - (0.9 * 0.1 + 0.1))   # a's velocity carried over
+    np.testing.assert_allclose(b, -0.1)                        # b's starts at zero
+    assert opt.iterations == 2
+    with pytest.raises(ValueError, match="apply_gradients: no gradients provided"):
+        opt.apply_gradients([(None, a), (None, b)])
+    assert opt.iterations == 2
+
+
+def test_apply_gradients_rejects_bad_pairs_before_updating_anything():
+    a, b = np.zeros(3, np.float32), np.zeros(2, np.float32)
+    opt = optimizers.Adam()
+    with pytest.raises(ValueError, match=r"apply_gradients: gradient shape \(3,\) does not "
+                                         r"match its variable's shape \(2,\)"):
+        opt.apply_gradients([(np.ones(3, np.float32), a), (np.ones(3, np.float32), b)])
+    np.testing.assert_array_equal(a, 0)                    # checked first, nothing moved
+    with pytest.raises(TypeError, match="apply_gradients: gradient dtype float64"):
+        opt.apply_gradients([(np.ones(3), a)])
+    with pytest.raises(TypeError, match="apply_gradients: expected .gradient, variable. pairs"):
+        opt.apply_gradients([np.ones(3, np.float32)])
+    with pytest.raises(TypeError, match="must be an ndarray or have _parameter"):
+        opt.apply_gradients([(np.ones(3, np.float32), [0.0, 0.0, 0.0])])
+    with pytest.raises(ValueError, match="C-contiguous and writeable"):
+        opt.apply_gradients([(np.ones(3, np.float32), np.zeros((3, 2), np.float32)[:, 0])])
+    assert opt.iterations == 0
+
+
+def test_apply_gradients_with_pyblasnn_variables_and_tape():
+    import pyblasnn
+    if not hasattr(pyblasnn, "GradientTape"):
+        pytest.skip("pyblasnn.GradientTape not available")
+    w = pyblasnn.Variable(np.ones((3, 2), np.float32))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    opt = optimizers.SGD(0.5)
+    with pyblasnn.GradientTape() as tape:
+        loss = pyblasnn.reduce_sum(pyblasnn.matmul(x, w))
+    grads = tape.gradient(loss, [w])
+    opt.apply_gradients(zip(grads, [w]))
+    np.testing.assert_allclose(w.numpy(), 1 - 0.5 * x.sum(axis=0)[:, None] * np.ones((3, 2)))
