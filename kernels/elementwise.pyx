@@ -1,5 +1,6 @@
-"""Element-wise kernels: relu / relu_backward, add and maximum with broadcasting, and the
-reduction that takes a broadcast gradient back to an operand's shape.
+"""Element-wise kernels: relu / relu_backward; add, subtract, multiply, divide and maximum
+with broadcasting; and the reduction that takes a broadcast gradient back to an operand's
+shape.
 
 Every kernel is generic over ``floating`` (float32, float64). Inputs arrive validated from
 pyblasnn.ops: the output is C-contiguous, inputs are described by element strides (0 on a
@@ -25,10 +26,6 @@ cdef Py_ssize_t SPAN = 8192
 cdef enum:
     MAX_DIMS = 64  # numpy's own limit on the number of dimensions
 
-cdef enum BinaryOp:
-    OP_ADD = 0
-    OP_MAXIMUM = 1
-
 
 cdef inline int threads_for(Py_ssize_t n, int n_threads) noexcept nogil:
     return n_threads if n >= PARALLEL_MIN_ELEMENTS else 1
@@ -45,6 +42,17 @@ cdef extern from "elementwise_spans.h" nogil:
     void pbn_maximum_span_f32(const float *x, const float *y, float *z, Py_ssize_t n)
     void pbn_maximum_span_f64(const double *x, const double *y, double *z, Py_ssize_t n)
     float pbn_sum_span_f32(const float *x, Py_ssize_t n)
+    # the binary operations (codes shared with C: pbn_binary_op in elementwise_spans.h)
+    ctypedef enum BinaryOp "pbn_binary_op":
+        OP_ADD "PBN_OP_ADD"
+        OP_MAXIMUM "PBN_OP_MAXIMUM"
+        OP_SUBTRACT "PBN_OP_SUBTRACT"
+        OP_MULTIPLY "PBN_OP_MULTIPLY"
+        OP_DIVIDE "PBN_OP_DIVIDE"
+    void pbn_binary_span_f32(BinaryOp op, const float *x, const float *y, float *z,
+                             Py_ssize_t n)
+    void pbn_binary_span_f64(BinaryOp op, const double *x, const double *y, double *z,
+                             Py_ssize_t n)
     void pbn_maximum_backward_span_f32(const float *x, const float *y, const float *dz,
                                        float *dx, float *dy, Py_ssize_t n)
     void pbn_maximum_backward_span_f64(const double *x, const double *y, const double *dz,
@@ -124,10 +132,22 @@ def relu_backward_into(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int n_thre
             relu_backward_kernel(<double *>pdy, <double *>px, <double *>pdx, n, n_threads)
 
 
-# ------------------------------------------------------------------ add / maximum (binary)
+# --------------------------------------- add / subtract / multiply / divide / maximum (binary)
+# Python-level codes of the binary operations, for pyblasnn.ops (same values as BinaryOp).
+BINARY_OPS = {"add": OP_ADD, "subtract": OP_SUBTRACT, "multiply": OP_MULTIPLY,
+              "divide": OP_DIVIDE, "maximum": OP_MAXIMUM}
+
+
 cdef inline floating apply_op(BinaryOp op, floating a, floating b) noexcept nogil:
+    """a (op) b, one IEEE rounding (cdivision: a / 0 is +-inf or NaN, never an exception)"""
     if op == OP_ADD:
         return a + b
+    if op == OP_SUBTRACT:
+        return a - b
+    if op == OP_MULTIPLY:
+        return a * b
+    if op == OP_DIVIDE:
+        return a / b
     # numpy.maximum: the first NaN wins, otherwise the larger; ties return b (-0.0 vs 0.0)
     return a if (a > b or a != a) else b
 
@@ -135,25 +155,24 @@ cdef inline floating apply_op(BinaryOp op, floating a, floating b) noexcept nogi
 cdef inline void binary_row(BinaryOp op, const floating *x, Py_ssize_t sx,
                             const floating *y, Py_ssize_t sy,
                             floating *z, Py_ssize_t n) noexcept nogil:
-    """z[i] := x[i*sx] op y[i*sy] for i < n, with the common stride patterns unswitched"""
+    """z[i] := x[i*sx] op y[i*sy] for i < n, with the common stride patterns unswitched
+
+    A broadcast operand (stride 0) is read once: ops guarantees z does not overlap it."""
     cdef Py_ssize_t i
+    cdef floating s
     if sx == 1 and sy == 1:
         if floating is float:
-            if op == OP_ADD:
-                pbn_add_span_f32(x, y, z, n)
-            else:
-                pbn_maximum_span_f32(x, y, z, n)
+            pbn_binary_span_f32(op, x, y, z, n)
         else:
-            if op == OP_ADD:
-                pbn_add_span_f64(x, y, z, n)
-            else:
-                pbn_maximum_span_f64(x, y, z, n)
+            pbn_binary_span_f64(op, x, y, z, n)
     elif sx == 1 and sy == 0:
+        s = y[0]
         for i in range(n):
-            z[i] = apply_op(op, x[i], y[0])
+            z[i] = apply_op(op, x[i], s)
     elif sx == 0 and sy == 1:
+        s = x[0]
         for i in range(n):
-            z[i] = apply_op(op, x[0], y[i])
+            z[i] = apply_op(op, s, y[i])
     else:
         for i in range(n):
             z[i] = apply_op(op, x[i * sx], y[i * sy])
@@ -448,9 +467,10 @@ def take_rows(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out, int n_threads
 
 # ----------------------------------------------------------------- lean call-overhead path
 # pyblasnn.ops tries these first. For the common calls — exact ndarrays of one float dtype,
-# C-contiguous, same shape (or a row vector broadcast along the last axis, as a bias), and
-# an `out` that is absent or a matching C-contiguous array that is either disjoint from the
-# inputs or one of them exactly — they compute after a few C-level checks. For anything
+# C-contiguous, same shape (or a row vector broadcast along the last axis, as a bias, or a
+# Python float or int as the other operand of a binary op), and an `out` that is absent or
+# a matching C-contiguous array that is either disjoint from the inputs or one of them
+# exactly — they compute after a few C-level checks. For anything
 # else (a thread count other than None or a positive int included) they return None and
 # ops takes the fully validated path. They never raise.
 from cpython.pystate cimport PyThreadState
@@ -515,37 +535,64 @@ cpdef object try_relu_backward(object dy, object x, object out, object threads):
     return dx
 
 
+cdef inline bint lean_scalar(object v):
+    """v is a Python float, or an int that a double holds exactly (then converting it to the
+    array's dtype rounds once, as NumPy's weak scalar does)."""
+    if type(v) is float:
+        return True
+    return type(v) is int and -9007199254740992 <= v <= 9007199254740992
+
+
 cpdef object try_binary(int op, object x, object y, object out, object threads):
-    """x (op) y on the lean path (same shape, or y a row broadcast along x's last axis)."""
+    """x (op) y on the lean path: same shape, y a row broadcast along x's last axis, or one
+    operand a Python float or int (weak: it takes the array's dtype, as in NumPy)."""
     cdef int n_threads = lean_threads(threads)
     cdef PyThreadState *gil
     if n_threads == 0:
         return None
-    cdef int t = float_typenum(x)
-    if t < 0 or not plain_array(x, t) or not plain_array(y, t):
+    cdef bint x_scalar = lean_scalar(x), y_scalar = lean_scalar(y)
+    if x_scalar and y_scalar:
         return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x, ya = <cnp.ndarray>y
+    cdef object arr = y if x_scalar else x
+    cdef int t = float_typenum(arr)
+    if t < 0 or not plain_array(arr, t):
+        return None
+    if not (x_scalar or y_scalar) and not plain_array(y, t):
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>arr, ya = <cnp.ndarray>arr
     cdef BroadcastLayout L
     cdef int ndim
     cdef Py_ssize_t n = cnp.PyArray_SIZE(xa), d
-    if same_shape(xa, ya):
+    # a Python scalar operand, converted to the array's dtype as NumPy does (round to nearest)
+    cdef double scalar64 = 0.0
+    cdef float scalar32 = 0.0
+    if x_scalar or y_scalar:
+        scalar64 = <double>(x if x_scalar else y)
+        scalar32 = <float>scalar64
         ndim = 1
         L.shape[0] = n
-        L.xs[0] = 1
-        L.ys[0] = 1
-    elif (cnp.PyArray_NDIM(ya) == 1 and cnp.PyArray_NDIM(xa) >= 2
-          and cnp.PyArray_DIM(ya, 0) == cnp.PyArray_DIM(xa, cnp.PyArray_NDIM(xa) - 1)
-          and cnp.PyArray_DIM(ya, 0) > 1 and n > 0):
-        d = cnp.PyArray_DIM(ya, 0)
-        ndim = 2
-        L.shape[0] = n // d
-        L.shape[1] = d
-        L.xs[0] = d
-        L.xs[1] = 1
-        L.ys[0] = 0
-        L.ys[1] = 1
+        L.xs[0] = 0 if x_scalar else 1
+        L.ys[0] = 0 if y_scalar else 1
     else:
-        return None
+        ya = <cnp.ndarray>y
+        if same_shape(xa, ya):
+            ndim = 1
+            L.shape[0] = n
+            L.xs[0] = 1
+            L.ys[0] = 1
+        elif (cnp.PyArray_NDIM(ya) == 1 and cnp.PyArray_NDIM(xa) >= 2
+              and cnp.PyArray_DIM(ya, 0) == cnp.PyArray_DIM(xa, cnp.PyArray_NDIM(xa) - 1)
+              and cnp.PyArray_DIM(ya, 0) > 1 and n > 0):
+            d = cnp.PyArray_DIM(ya, 0)
+            ndim = 2
+            L.shape[0] = n // d
+            L.shape[1] = d
+            L.xs[0] = d
+            L.xs[1] = 1
+            L.ys[0] = 0
+            L.ys[1] = 1
+        else:
+            return None
     res = lean_output(out, xa, t)
     if res is None:
         return None
@@ -555,18 +602,21 @@ cpdef object try_binary(int op, object x, object y, object out, object threads):
     if n == 0:
         return z
     cdef BinaryOp bop = <BinaryOp>op
+    cdef void *px = cnp.PyArray_DATA(xa)
+    cdef void *py = cnp.PyArray_DATA(ya)
+    cdef void *ps = <void *>&scalar32 if t == cnp.NPY_FLOAT32 else <void *>&scalar64
+    if x_scalar:
+        px = ps
+    elif y_scalar:
+        py = ps
+    gil = release_gil_if(n >= RELEASE_GIL_MIN)
     if t == cnp.NPY_FLOAT32:
-        gil = release_gil_if(n >= RELEASE_GIL_MIN)
-        binary_kernel(bop, ndim, L.shape, <float *>cnp.PyArray_DATA(xa), L.xs,
-                      <float *>cnp.PyArray_DATA(ya), L.ys, <float *>cnp.PyArray_DATA(z),
-                      n_threads)
-        restore_gil(gil)
+        binary_kernel(bop, ndim, L.shape, <float *>px, L.xs, <float *>py, L.ys,
+                      <float *>cnp.PyArray_DATA(z), n_threads)
     else:
-        gil = release_gil_if(n >= RELEASE_GIL_MIN)
-        binary_kernel(bop, ndim, L.shape, <double *>cnp.PyArray_DATA(xa), L.xs,
-                      <double *>cnp.PyArray_DATA(ya), L.ys, <double *>cnp.PyArray_DATA(z),
-                      n_threads)
-        restore_gil(gil)
+        binary_kernel(bop, ndim, L.shape, <double *>px, L.xs, <double *>py, L.ys,
+                      <double *>cnp.PyArray_DATA(z), n_threads)
+    restore_gil(gil)
     return z
 
 
@@ -609,9 +659,10 @@ cpdef object try_column_sum(object dz, object shape, object out, object threads)
 
 
 # --------------------------------------------------------------------------- front doors
-# pyblasnn.ops.relu / relu_backward / add / maximum are these functions: the lean path is
-# tried at C level, and anything it declines goes to the validated Python implementation
-# that pyblasnn.ops registers (validation stays in Python, see pyblasnn/_validation.py).
+# pyblasnn.ops.relu / relu_backward / add / subtract / multiply / divide / maximum are these
+# functions: the lean path is tried at C level, and anything it declines goes to the
+# validated Python implementation that pyblasnn.ops registers (validation stays in Python,
+# see pyblasnn/_validation.py).
 # This saves a Python frame per call: ~0.1 us, a sixth of a (20, 100) add.
 cdef dict _validated = {}
 
@@ -637,6 +688,24 @@ def add(x, y, out=None, n_threads=None):
     """z = x + y with NumPy broadcasting, e.g. (32, 10) + (10,) -> (32, 10)."""
     z = try_binary(OP_ADD, x, y, out, n_threads)
     return z if z is not None else _validated["add"](x, y, out, n_threads)
+
+
+def subtract(x, y, out=None, n_threads=None):
+    """z = x - y with NumPy broadcasting, bit for bit as numpy.subtract."""
+    z = try_binary(OP_SUBTRACT, x, y, out, n_threads)
+    return z if z is not None else _validated["subtract"](x, y, out, n_threads)
+
+
+def multiply(x, y, out=None, n_threads=None):
+    """z = x * y with NumPy broadcasting, bit for bit as numpy.multiply."""
+    z = try_binary(OP_MULTIPLY, x, y, out, n_threads)
+    return z if z is not None else _validated["multiply"](x, y, out, n_threads)
+
+
+def divide(x, y, out=None, n_threads=None):
+    """z = x / y with NumPy broadcasting, bit for bit as numpy.divide (x / 0 -> +-inf or NaN)."""
+    z = try_binary(OP_DIVIDE, x, y, out, n_threads)
+    return z if z is not None else _validated["divide"](x, y, out, n_threads)
 
 
 def maximum(x, y, out=None, n_threads=None):
