@@ -16,12 +16,12 @@ from ._kernels import elementwise as _ew
 from ._kernels import linalg as _la
 
 __all__ = [
-    "relu", "relu_backward", "add", "add_backward", "maximum", "maximum_backward",
-    "sum_to_shape", "dot", "dot_backward", "matmul", "matmul_backward",
-    "dense", "take_rows",
+    "relu", "relu_backward", "add", "add_backward", "subtract", "multiply", "divide",
+    "maximum", "maximum_backward", "sum_to_shape", "dot", "dot_backward", "matmul",
+    "matmul_backward", "dense", "take_rows",
 ]
 
-_OP_ADD, _OP_MAXIMUM = 0, 1
+_OPS = _ew.BINARY_OPS  # the kernel's codes of its binary operations, by name
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -111,10 +111,12 @@ def _coalesce(shape, *stride_lists):
 
 
 # ------------------------------------------------------------------------ relu, add, maximum
-# relu, relu_backward, add and maximum are compiled front doors (kernels/elementwise.pyx):
+# relu, relu_backward and the binary ops are compiled front doors (kernels/elementwise.pyx):
 # plain float arrays take the lean path in C; every other call lands in the validated
 # implementations below, which the front doors receive through register_validated.
-relu, relu_backward, add, maximum = _ew.relu, _ew.relu_backward, _ew.add, _ew.maximum
+relu, relu_backward = _ew.relu, _ew.relu_backward
+add, subtract, multiply, divide, maximum = (_ew.add, _ew.subtract, _ew.multiply, _ew.divide,
+                                            _ew.maximum)
 
 
 def _relu_validated(x, out, n_threads):
@@ -143,23 +145,39 @@ def _relu_backward_validated(dy, x, out, n_threads):
     return _finish(buf, res)
 
 
-# ---------------------------------------------------------------- add / maximum (binary)
-def _binary(op, code, x, y, out, n_threads):
-    """The validated path of add and maximum (after their lean path declined)."""
+# ------------------------------------------------- add / subtract / multiply / divide / maximum
+def _weak(value, arr):
+    """What dtype promotion sees: a Python scalar stays "weak" (NumPy's NEP 50), anything
+    else counts as its array."""
+    return value if type(value) in (int, float, bool) else arr
+
+
+def _binary_into(code, x, y, shape, buf, nt):
+    """buf := x (op) y for validated operands of buf's dtype, broadcast to shape (buf
+    C-contiguous, and safe to write: see _output)."""
+    if buf.size:
+        layout = _coalesce(shape, _element_strides(x, shape), _element_strides(y, shape))
+        _ew.binary(code, layout[0], layout[1], layout[2], x, y, buf, nt)
+    return buf
+
+
+def _binary(op, x, y, out, n_threads):
+    """The validated path of the binary ops (after their lean path declined)."""
     nt = V.n_threads(op, n_threads)
     x_arr = V.as_array(op, "x", x)
     y_arr = V.as_array(op, "y", y)
-    # Python scalars stay "weak" (NumPy's NEP 50 promotion); anything else as its array
-    dtype = V.result_dtype(op, x if type(x) in (int, float, bool) else x_arr,
-                           y if type(y) in (int, float, bool) else y_arr)
+    dtype = V.result_dtype(op, _weak(x, x_arr), _weak(y, y_arr))
     x_arr = _operand(op, "x", x_arr, dtype)
     y_arr = _operand(op, "y", y_arr, dtype)
     shape = x_arr.shape if x_arr.shape == y_arr.shape else V.broadcast_shape(op, x_arr.shape, y_arr.shape)
     buf, res = _output(op, out, shape, dtype, x_arr, y_arr)
-    if buf.size:
-        layout = _coalesce(shape, _element_strides(x_arr, shape), _element_strides(y_arr, shape))
-        _ew.binary(code, layout[0], layout[1], layout[2], x_arr, y_arr, buf, nt)
-    return _finish(buf, res)
+    return _finish(_binary_into(_OPS[op], x_arr, y_arr, shape, buf, nt), res)
+
+
+_ew.register_validated(
+    relu=_relu_validated, relu_backward=_relu_backward_validated,
+    **{name: (lambda x, y, out, n_threads, name=name: _binary(name, x, y, out, n_threads))
+       for name in _OPS})
 
 
 def add_backward(dz, x_shape, y_shape, n_threads=None):
@@ -184,12 +202,6 @@ def add_backward(dz, x_shape, y_shape, n_threads=None):
     nt = V.n_threads(op, n_threads)
     dz_arr = V.as_float(op, "dz", dz_arr, V.result_dtype(op, dz_arr))
     return _reduce_to(dz_arr, x_shape, nt), _reduce_to(dz_arr, y_shape, nt)
-
-
-_ew.register_validated(
-    relu=_relu_validated, relu_backward=_relu_backward_validated,
-    add=lambda x, y, out, n_threads: _binary("add", _OP_ADD, x, y, out, n_threads),
-    maximum=lambda x, y, out, n_threads: _binary("maximum", _OP_MAXIMUM, x, y, out, n_threads))
 
 
 def maximum_backward(dz, x, y, n_threads=None):

@@ -30,6 +30,9 @@ VALID = {
     "relu_backward": (ops.relu_backward, (f64, f64), {}),
     "add": (ops.add, (f64, v4), {}),
     "add_backward": (ops.add_backward, (f64, (3, 4), (4,)), {}),
+    "subtract": (ops.subtract, (f64, v4), {}),
+    "multiply": (ops.multiply, (f64, v4), {}),
+    "divide": (ops.divide, (f64, v4), {}),
     "maximum": (ops.maximum, (f64, v4), {}),
     "maximum_backward": (ops.maximum_backward, (f64, f64, v4), {}),
     "sum_to_shape": (ops.sum_to_shape, (f64, (4,)), {}),
@@ -171,6 +174,30 @@ BAD = [
     ("get_num_threads", pyblasnn.get_num_threads, (1,), {}, TypeError, "argument"),
     ("show_config", pyblasnn.show_config, (), {"file": "not a file"}, AttributeError, "write"),
 ]
+
+# ---- subtract / multiply / divide: the same checks as add, each naming its op
+for _name in ("subtract", "multiply", "divide"):
+    _fn = getattr(ops, _name)
+    BAD += [
+        (_name, _fn, (f64, np.ones(5)), {}, ValueError,
+         f"{_name}: operands could not be broadcast together with shapes (3, 4) and (5,)"),
+        (_name, _fn, (np.ones((5, 1, 4)), np.ones((3, 2))), {}, ValueError, "(5, 1, 4) and (3, 2)"),
+        (_name, _fn, (f64, None), {}, TypeError, f"{_name}: y"),
+        (_name, _fn, ("a", f64), {}, TypeError, f"{_name}: x"),
+        (_name, _fn, (None, 2.0), {}, TypeError, f"{_name}: x"),
+        (_name, _fn, (1.0, "b"), {}, TypeError, f"{_name}: y"),
+        (_name, _fn, (f64, cplx), {}, TypeError, "complex"),
+        (_name, _fn, (1j, f64), {}, TypeError, "complex"),
+        (_name, _fn, (f64, objs), {}, TypeError, "object"),
+        (_name, _fn, (dates, f64), {}, TypeError, "datetime64"),
+        (_name, _fn, (f64, v4), {"out": np.empty(4)}, ValueError, f"{_name}: out has shape (4,)"),
+        (_name, _fn, (f64, 2.0), {"out": np.empty((3, 4), np.float32)}, TypeError, "dtype float32"),
+        (_name, _fn, (f32, 0.5), {"out": np.empty((3, 4))}, TypeError, "dtype float64"),
+        (_name, _fn, (f64, v4), {"out": ro}, ValueError, "read-only"),
+        (_name, _fn, (2.0, f64), {"out": ro}, ValueError, "read-only"),
+        (_name, _fn, (f64, v4), {"out": noncontig_out}, ValueError, "C-contiguous"),
+        (_name, _fn, (f64, v4), {"out": [0.0] * 12}, TypeError, "numpy.ndarray"),
+    ]
 
 # every op rejects bad n_threads the same way
 for _name, (_fn, _args, _kw) in VALID.items():

@@ -1,4 +1,5 @@
-"""relu, add, maximum (+ backward), sum_to_shape, take_rows against NumPy."""
+"""relu, add, subtract, multiply, divide, maximum (+ backward), sum_to_shape, take_rows
+against NumPy."""
 import numpy as np
 import pytest
 
@@ -98,8 +99,11 @@ def test_relu_backward_views_and_edges(dtype, rng):
     np.testing.assert_array_equal(dy2, expected)
 
 
-# --------------------------------------------------------------------- add / maximum
-BINARY = [("add", ops.add, np.add), ("maximum", ops.maximum, np.maximum)]
+# ------------------------------------------------ add / subtract / multiply / divide / maximum
+BINARY = [("add", ops.add, np.add), ("subtract", ops.subtract, np.subtract),
+          ("multiply", ops.multiply, np.multiply), ("divide", ops.divide, np.divide),
+          ("maximum", ops.maximum, np.maximum)]
+ARITHMETIC = BINARY[:4]  # the ops that round (the IEEE operations)
 
 
 @pytest.mark.parametrize("name,op,ref", BINARY, ids=[b[0] for b in BINARY])
@@ -169,6 +173,7 @@ def test_binary_out(name, op, ref, dtype, rng):
 
 
 @pytest.mark.parametrize("name,op,ref", BINARY, ids=[b[0] for b in BINARY])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy warns of its x / 0
 def test_binary_out_overlapping(name, op, ref, dtype):
     """out overlapping an input in a shifted or reversed way gives numpy's answer."""
     base = np.arange(20, dtype=dtype) - 7
@@ -183,6 +188,7 @@ def test_binary_out_overlapping(name, op, ref, dtype):
 
 
 @pytest.mark.parametrize("name,op,ref", BINARY, ids=[b[0] for b in BINARY])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy warns of its x / 0
 def test_binary_dtype_promotion(name, op, ref):
     f32 = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
     f64 = np.arange(3, dtype=np.float64)
@@ -201,6 +207,94 @@ def test_binary_dtype_promotion(name, op, ref):
                        np.asarray(y, dtype=np.float64) if np.asarray(y).dtype.kind in "biu" else y)
         assert got.dtype == want, (type(x), type(y), got.dtype)
         np.testing.assert_array_equal(got, np.asarray(expected).astype(want))
+
+
+def _special_values(dtype, rng):
+    """Every class of float: NaN of both signs, +-inf, signed zeros, subnormals, the extremes,
+    inexact values; then random bit patterns (NaN payloads and all)."""
+    fi = np.finfo(dtype)
+    v = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 3.0, 0.1, 1 / 3,
+                  fi.max, -fi.max, fi.tiny, -fi.tiny, fi.smallest_subnormal,
+                  -fi.smallest_subnormal, fi.eps, 2.0 ** (fi.maxexp // 2)], dtype)
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    bits = rng.integers(0, np.iinfo(uint).max, size=48, dtype=uint, endpoint=True)
+    return np.concatenate([v, bits.view(dtype)])
+
+
+@pytest.mark.parametrize("name,op,ref", ARITHMETIC, ids=[b[0] for b in ARITHMETIC])
+def test_arithmetic_bitwise_like_numpy(name, op, ref, dtype, rng):
+    """Each result is the correctly rounded IEEE result, so the bits equal NumPy's, over
+    every pair of special values and on each kernel path (contiguous, broadcast, strided).
+    Only where both operands are NaN may the result be either NaN (IEEE leaves it open)."""
+    v = _special_values(dtype, rng)
+    x, y = np.meshgrid(v, v)
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    pairs = [("contiguous", x, y), ("row", x, v), ("column", v[:, None], y),
+             ("strided", x[::-1, ::2], y[::-1, ::2]), ("fortran", np.asfortranarray(x), y),
+             ("scalar-y", x, v[9]), ("scalar-x", v[10], y)]
+    for kind, a, b in pairs:
+        got = op(a, b)
+        with np.errstate(all="ignore"):
+            expected = ref(a, b)
+        assert_meta(got, expected.shape, dtype)
+        both_nan = np.isnan(np.broadcast_to(a, expected.shape)) & np.isnan(np.broadcast_to(b, expected.shape))
+        differ = (got.view(uint) != expected.view(uint)) & ~both_nan
+        assert not differ.any(), (kind, np.argwhere(differ)[:3])
+        assert np.isnan(got[both_nan]).all(), kind
+
+
+SCALARS = [0.5, 0.1, -3.0, 3, -7, 0, 0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, 2 ** 53 + 1,
+           2 ** 60]
+
+
+@pytest.mark.parametrize("name,op,ref", ARITHMETIC, ids=[b[0] for b in ARITHMETIC])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy warns of its x / 0
+def test_arithmetic_python_scalars_both_sides(name, op, ref, dtype, rng):
+    """subtract(1.0, x), divide(x, 3): a Python scalar is weak (it takes x's dtype, rounded to
+    it first), on the lean path (C-contiguous x) and the validated one (a strided view)."""
+    x = randn(rng, (7, 9), dtype)
+    x[0, :4] = [0.0, -0.0, np.inf, np.nan]
+    for arr in (x, x[:, ::-2], x[:1, :1].reshape(())):
+        for s in SCALARS:
+            for a, b in ((arr, s), (s, arr)):
+                got = op(a, b)
+                expected = np.asarray(ref(a, b))
+                assert_meta(got, expected.shape, dtype)
+                np.testing.assert_array_equal(got, expected, err_msg=f"{a!r} {name} {b!r}")
+                np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+
+
+@pytest.mark.parametrize("name,op,ref", ARITHMETIC, ids=[b[0] for b in ARITHMETIC])
+def test_arithmetic_strong_scalars_and_0d(name, op, ref):
+    """NumPy scalars and 0-d arrays promote by their dtype; two scalars give a 0-d result."""
+    x32 = np.array([1.5, -2.25, 4.0], np.float32)
+    cases = [(x32, np.float32(0.1), np.float32), (np.float32(0.1), x32, np.float32),
+             (x32, np.float64(0.1), np.float64), (np.float64(3.0), x32, np.float64),
+             (x32, np.array(0.1), np.float64), (np.array(2.0, np.float32), x32, np.float32),
+             (2.0, 3, np.float64), (7, 2, np.float64), (np.float32(1.0), 3.0, np.float32),
+             (np.array(5.0), np.array(4.0), np.float64), (True, 2.5, np.float64)]
+    for a, b, want in cases:
+        got = op(a, b)
+        expected = np.asarray(ref(np.float64(a) if type(a) in (int, bool) else a,
+                                  np.float64(b) if type(b) in (int, bool) else b))
+        assert_meta(got, expected.shape, want)
+        np.testing.assert_array_equal(got, expected.astype(want))
+
+
+@pytest.mark.parametrize("name,op,ref", BINARY, ids=[b[0] for b in BINARY])
+def test_binary_one_and_two_threads_bitwise(name, op, ref, dtype, rng):
+    """Above the 32,768-element parallel threshold, on every path of the kernel."""
+    n = PARALLEL_MIN_ELEMENTS + 4099
+    flat = randn(rng, (n,), dtype)
+    x = randn(rng, (331, 257), dtype)
+    row, col = randn(rng, (257,), dtype), randn(rng, (331, 1), dtype)
+    cases = [(flat, flat[::-1].copy()), (flat, 0.3), (1.7, flat), (x, row), (col, x),
+             (x[:, ::-1], np.asfortranarray(x)), (x.T, row[:, None] + 0 * col.T)]
+    for a, b in cases:
+        one = op(a, b, n_threads=1)
+        two = op(a, b, n_threads=2)
+        assert one.tobytes() == two.tobytes()
+        assert_exact(two, ref(a, b), dtype)
 
 
 # ---------------------------------------------------------------------- sum_to_shape
@@ -317,7 +411,9 @@ def test_take_rows_out_aliasing_input(dtype, rng):
     np.testing.assert_array_equal(x, expected)
 
 
-@pytest.mark.parametrize("name", ["relu", "add", "maximum", "take_rows"])
+@pytest.mark.parametrize("name", ["relu", "add", "subtract", "multiply", "divide", "maximum",
+                                  "take_rows"])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy warns of its 0 / 0
 def test_int_and_bool_inputs_promote_to_float64(name):
     xi = np.array([[-2, 0, 3], [4, -5, 6]])
     xb = np.array([[True, False, True], [False, False, True]])
@@ -346,7 +442,7 @@ def test_lean_path_in_place_and_overlapping_out(dtype):
     y = rng.standard_normal((6, 5)).astype(dtype)
     row = rng.standard_normal(5).astype(dtype)
     # in place on either operand
-    for fn, ref in ((ops.add, np.add), (ops.maximum, np.maximum)):
+    for _, fn, ref in BINARY:
         a, b = x.copy(), y.copy()
         expected = ref(a, b)
         assert fn(a, b, out=a) is a

@@ -1,5 +1,5 @@
-"""Property-based tests (hypothesis): broadcasting add and matmul agree with NumPy on random
-compatible shapes, including zero sizes, broadcast batch axes and 1-D operands."""
+"""Property-based tests (hypothesis): broadcasting arithmetic and matmul agree with NumPy on
+random compatible shapes, including zero sizes, broadcast batch axes and 1-D operands."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -40,16 +40,19 @@ def broadcast_pair(draw):
     return _layout(draw, x), _layout(draw, y), shapes.result_shape
 
 
+@pytest.mark.parametrize("name", ["add", "subtract", "multiply", "divide"])
 @SETTINGS
-@given(broadcast_pair())
-def test_add_broadcasting_matches_numpy(pair):
+@given(pair=broadcast_pair())
+def test_arithmetic_broadcasting_matches_numpy(name, pair):
     x, y, shape = pair
-    got = ops.add(x, y)
-    with np.errstate(invalid="ignore"):
-        expected = np.add(x, y)
+    got = getattr(ops, name)(x, y)
+    with np.errstate(all="ignore"):
+        expected = getattr(np, name)(x, y)
     assert got.shape == shape == expected.shape
     assert got.dtype == x.dtype
     np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.signbit(got) | np.isnan(got),
+                                  np.signbit(expected) | np.isnan(expected))
 
 
 @SETTINGS
