@@ -7,9 +7,9 @@ __version__ = "0.1.0"
 
 from . import datasets, ops
 from ._config import get_num_threads, set_num_threads, show_config
-from .ops import (add, add_backward, dense, divide, dot, dot_backward, matmul, matmul_backward,
-                  maximum, maximum_backward, multiply, relu, relu_backward, subtract,
-                  sum_to_shape, take_rows)
+from .ops import (add, add_backward, dense, divide, divide_backward, dot, dot_backward, matmul,
+                  matmul_backward, maximum, maximum_backward, multiply, multiply_backward, relu,
+                  relu_backward, subtract, subtract_backward, sum_to_shape, take_rows)
 
 # Keras-style frontend
 from . import fused, layers, losses, metrics, models, optimizers  # noqa: E402

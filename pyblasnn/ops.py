@@ -7,7 +7,9 @@ takes ``out=`` (a C-contiguous ndarray of the result's shape and dtype) and
 
 Forward and backward ops come in pairs named ``f`` / ``f_backward``. A backward takes the
 upstream gradient first and returns one gradient per input, each already reduced to that
-input's shape.
+input's shape. add_backward, subtract_backward, multiply_backward, divide_backward and
+matmul_backward also take ``out=(dx_out, dy_out)``: per-input buffers (or None) that
+receive the gradients, so a training step can run without allocating.
 """
 import numpy as np
 
@@ -16,12 +18,14 @@ from ._kernels import elementwise as _ew
 from ._kernels import linalg as _la
 
 __all__ = [
-    "relu", "relu_backward", "add", "add_backward", "subtract", "multiply", "divide",
-    "maximum", "maximum_backward", "sum_to_shape", "dot", "dot_backward", "matmul",
-    "matmul_backward", "dense", "take_rows",
+    "relu", "relu_backward", "add", "add_backward", "subtract", "subtract_backward",
+    "multiply", "multiply_backward", "divide", "divide_backward", "maximum",
+    "maximum_backward", "sum_to_shape", "dot", "dot_backward", "matmul", "matmul_backward",
+    "dense", "take_rows",
 ]
 
 _OPS = _ew.BINARY_OPS  # the kernel's codes of its binary operations, by name
+_OP_MULTIPLY, _OP_DIVIDE = _OPS["multiply"], _OPS["divide"]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -180,18 +184,90 @@ _ew.register_validated(
        for name in _OPS})
 
 
-def add_backward(dz, x_shape, y_shape, n_threads=None):
-    """(dx, dy) for z = x + y: dz summed over the axes each operand was broadcast along.
+# ------------------------------------------------------------- out= of the backward ops
+# A backward takes out=None or a tuple (dx_out, dy_out): each entry None (a new array, or
+# the gradient passed through) or a writeable C-contiguous array of that input's shape and
+# the computed dtype, which receives the gradient and is returned.
+def _grad_outs(op, out, shapes, dtype, names):
+    """The validated entries of a backward's out (a pair, each None or a checked array)."""
+    if out is None:
+        return None, None
+    spelled = f"({names[0]}_out, {names[1]}_out)"
+    if type(out) is not tuple:
+        raise TypeError(f"{op}: out must be None or a tuple {spelled}, got {V._describe(out)}")
+    if len(out) != 2:
+        raise ValueError(f"{op}: out must be None or a tuple {spelled}, got a tuple of "
+                         f"{len(out)} entries")
+    for entry, shape, name in zip(out, shapes, names):
+        if entry is not None:
+            V.check_out(op, entry, shape, dtype, name=f"{name}_out")
+    if out[0] is not None and out[1] is not None and np.may_share_memory(out[0], out[1]):
+        raise ValueError(f"{op}: {names[0]}_out and {names[1]}_out overlap in memory (each "
+                         f"gradient needs its own buffer)")
+    return out
 
-    An operand that was not broadcast gets dz itself (as an array of the computed dtype,
-    not a copy), the way autograd engines pass an addition's gradient through.
-    """
-    op = "add_backward"
+
+def _staged(target, *later_reads):
+    """Where the first of two gradients goes: target, or None (a new array, copied into
+    target by _land at the end) when target overlaps an input the second one still reads."""
+    if target is not None and any(np.may_share_memory(target, a) for a in later_reads):
+        return None
+    return target
+
+
+def _land(grad, target):
+    """The gradient in target (when one was given), else as computed."""
+    if target is None or grad is target:
+        return grad
+    np.copyto(target, grad)
+    return target
+
+
+def _reduce_into(full, shape, target, nt):
+    """full summed to shape, into target when given (else full itself when no axis is summed)."""
+    if target is None:
+        return _reduce_to(full, shape, nt)
+    return sum_to_shape(full, shape, out=target, n_threads=nt)
+
+
+def _apply(op, code, a, b, shape, dtype, target, nt):
+    """a (op) b in the broadcast shape (that of a), into target when given (shaped so)."""
+    z = _ew.try_binary(code, a, b, target, nt)
+    if z is not None:
+        return z
+    if not isinstance(b, np.ndarray):
+        b = np.asarray(b, dtype)
+    buf, res = _output(op, target, shape, dtype, a, b)
+    return _finish(_binary_into(code, a, b, shape, buf, nt), res)
+
+
+def _gradient(op, code, dz, v, shape, grad_shape, dtype, target, nt):
+    """dz (op) v, summed to grad_shape; computed straight into target when nothing is summed."""
+    if tuple(grad_shape) == shape:
+        return _apply(op, code, dz, v, shape, dtype, target, nt)
+    full = _apply(op, code, dz, v, shape, dtype, None, nt)
+    return _reduce_into(full, grad_shape, target, nt)
+
+
+def _negate(a, nt):
+    """a := -a in place, exactly (a times -1: signed zeros and infinities flip)."""
+    if _ew.try_binary(_OP_MULTIPLY, a, -1.0, a, nt) is None:
+        _binary_into(_OP_MULTIPLY, a, np.asarray(-1.0, a.dtype), a.shape, a,
+                     V.n_threads("negate", nt))
+    return a
+
+
+# ----------------------------------------------------------------- add / subtract backward
+def _sum_backward(op, negate_y, dz, x_shape, y_shape, out, n_threads):
+    """(dx, dy) for z = x + y (or x - y: negate_y), dz summed over each operand's broadcast
+    axes. An operand that was not broadcast gets dz itself unless out asks otherwise."""
     if (type(dz) is np.ndarray and type(x_shape) is tuple and x_shape == dz.shape
-            and all(type(s) is int for s in x_shape)):
-        dy = _ew.try_column_sum(dz, y_shape, None, n_threads)   # x + bias row
+            and all(type(s) is int for s in x_shape)
+            and (out is None or (type(out) is tuple and len(out) == 2 and out[0] is None))):
+        # x + bias row: dz passes through, dy is its column sums (into out[1] when given)
+        dy = _ew.try_column_sum(dz, y_shape, None if out is None else out[1], n_threads)
         if dy is not None:
-            return dz, dy
+            return dz, (_negate(dy, n_threads) if negate_y else dy)
     x_shape = V.shape_tuple(op, "x_shape", x_shape)
     y_shape = V.shape_tuple(op, "y_shape", y_shape)
     dz_arr = V.as_array(op, "dz", dz)
@@ -200,8 +276,96 @@ def add_backward(dz, x_shape, y_shape, n_threads=None):
         raise ValueError(f"{op}: dz.shape {dz_arr.shape} != broadcast shape {z_shape} "
                          f"of x_shape {x_shape} and y_shape {y_shape}")
     nt = V.n_threads(op, n_threads)
-    dz_arr = V.as_float(op, "dz", dz_arr, V.result_dtype(op, dz_arr))
-    return _reduce_to(dz_arr, x_shape, nt), _reduce_to(dz_arr, y_shape, nt)
+    dtype = V.result_dtype(op, dz_arr)
+    dx_out, dy_out = _grad_outs(op, out, (x_shape, y_shape), dtype, ("dx", "dy"))
+    dz_arr = V.as_float(op, "dz", dz_arr, dtype)
+    dx_target = _staged(dx_out, dz_arr)
+    dx = _reduce_into(dz_arr, x_shape, dx_target, nt)
+    if dx is dz_arr and dy_out is not None and np.may_share_memory(dy_out, dz_arr):
+        dx = dz_arr.copy()  # dz itself would change when dy is written
+    if not negate_y:
+        dy = _reduce_into(dz_arr, y_shape, dy_out, nt)
+        if dy is dz_arr and dx_out is not None and dx_target is None:
+            dy = dz_arr.copy()  # dx is copied into dx_out, which overlaps dz, below
+    elif y_shape == z_shape:
+        dy = _apply(op, _OP_MULTIPLY, dz_arr, -1.0, z_shape, dtype, dy_out, nt)
+    else:
+        dy = _negate(_reduce_into(dz_arr, y_shape, dy_out, nt), nt)
+    return _land(dx, dx_out), dy
+
+
+def add_backward(dz, x_shape, y_shape, out=None, n_threads=None):
+    """(dx, dy) for z = x + y: dz summed over the axes each operand was broadcast along.
+
+    An operand that was not broadcast gets dz itself (as an array of the computed dtype,
+    not a copy), the way autograd engines pass an addition's gradient through.
+    out: None or a tuple (dx_out, dy_out), each None or a C-contiguous array of that
+    operand's shape that receives its gradient (then dz is copied, not passed through).
+    """
+    return _sum_backward("add_backward", False, dz, x_shape, y_shape, out, n_threads)
+
+
+def subtract_backward(dz, x_shape, y_shape, out=None, n_threads=None):
+    """(dx, dy) for z = x - y: dx = dz and dy = -dz, each summed over its broadcast axes.
+
+    dx passes dz itself through when x was not broadcast (no copy), as add_backward does;
+    dy is always a new array (or dy_out). out: as add_backward.
+    """
+    return _sum_backward("subtract_backward", True, dz, x_shape, y_shape, out, n_threads)
+
+
+# --------------------------------------------------------------- multiply / divide backward
+def _product_operands(op, dz, x, y, out):
+    """dz, x, y as arrays of the computed dtype, the broadcast shape and the out entries."""
+    x_arr = V.as_array(op, "x", x)
+    y_arr = V.as_array(op, "y", y)
+    dz_arr = V.as_array(op, "dz", dz)
+    dtype = V.result_dtype(op, _weak(x, x_arr), _weak(y, y_arr), dz_arr)
+    x_arr = _operand(op, "x", x_arr, dtype)
+    y_arr = _operand(op, "y", y_arr, dtype)
+    shape = V.broadcast_shape(op, x_arr.shape, y_arr.shape)
+    if dz_arr.shape != shape:
+        raise ValueError(f"{op}: dz.shape {dz_arr.shape} != broadcast shape {shape} of "
+                         f"x {x_arr.shape} and y {y_arr.shape}")
+    dz_arr = _operand(op, "dz", dz_arr, dtype)
+    outs = _grad_outs(op, out, (x_arr.shape, y_arr.shape), dtype, ("dx", "dy"))
+    return dz_arr, x_arr, y_arr, shape, dtype, outs
+
+
+def multiply_backward(dz, x, y, out=None, n_threads=None):
+    """(dx, dy) for z = x * y: dx = dz * y and dy = dz * x, each summed to its operand's shape.
+
+    Python scalars are weak as in multiply (a float32 dz with x a float keeps float32); a
+    scalar operand's gradient is 0-d. out: None or a tuple (dx_out, dy_out) as in
+    add_backward. Both gradients are always computed (nothing is passed through).
+    """
+    op = "multiply_backward"
+    nt = V.n_threads(op, n_threads)
+    dz_arr, x_arr, y_arr, shape, dtype, (dx_out, dy_out) = _product_operands(op, dz, x, y, out)
+    dx = _gradient(op, _OP_MULTIPLY, dz_arr, y_arr, shape, x_arr.shape, dtype,
+                   _staged(dx_out, dz_arr, x_arr), nt)
+    dy = _gradient(op, _OP_MULTIPLY, dz_arr, x_arr, shape, y_arr.shape, dtype, dy_out, nt)
+    return _land(dx, dx_out), dy
+
+
+def divide_backward(dz, x, y, out=None, n_threads=None):
+    """(dx, dy) for z = x / y: dx = dz / y and dy = -(dz * x) / (y * y), each summed to its
+    operand's shape.
+
+    dy is computed as (dz * x) / -(y * y), which IEEE arithmetic makes equal bit for bit.
+    Python scalars and out as in multiply_backward.
+    """
+    op = "divide_backward"
+    nt = V.n_threads(op, n_threads)
+    dz_arr, x_arr, y_arr, shape, dtype, (dx_out, dy_out) = _product_operands(op, dz, x, y, out)
+    dx = _gradient(op, _OP_DIVIDE, dz_arr, y_arr, shape, x_arr.shape, dtype,
+                   _staged(dx_out, dz_arr, x_arr, y_arr), nt)
+    neg_yy = _negate(_apply(op, _OP_MULTIPLY, y_arr, y_arr, y_arr.shape, dtype, None, nt), nt)
+    no_sum = y_arr.shape == shape
+    t = _apply(op, _OP_MULTIPLY, dz_arr, x_arr, shape, dtype, dy_out if no_sum else None, nt)
+    t = _apply(op, _OP_DIVIDE, t, neg_yy, shape, dtype, t, nt)
+    dy = t if no_sum else _reduce_into(t, y_arr.shape, dy_out, nt)
+    return _land(dx, dx_out), dy
 
 
 def maximum_backward(dz, x, y, n_threads=None):
@@ -350,8 +514,13 @@ def matmul(a, b, out=None, n_threads=None):
     return _finish(buf, res)
 
 
-def matmul_backward(dc, a, b, n_threads=None):
-    """(da, db) for c = a @ b: da = dc @ b^T, db = a^T @ dc, each summed to its shape."""
+def matmul_backward(dc, a, b, out=None, n_threads=None):
+    """(da, db) for c = a @ b: da = dc @ b^T, db = a^T @ dc, each summed to its shape.
+
+    out: None or a tuple (da_out, db_out), each None or a C-contiguous array of that
+    operand's shape and the computed dtype; a GEMM writes the gradient straight into it
+    when no batch axis is summed.
+    """
     op = "matmul_backward"
     a, b, dtype = _float_pair(op, a, b)
     c_shape = V.matmul_shapes(op, a.shape, b.shape)
@@ -360,27 +529,61 @@ def matmul_backward(dc, a, b, n_threads=None):
         raise ValueError(f"{op}: dc.shape {dc_arr.shape} != shape of a @ b {c_shape}")
     dc_arr = _operand(op, "dc", dc_arr, dtype)
     nt = V.n_threads(op, n_threads)
+    da_out, db_out = (None, None) if out is None else \
+        _grad_outs(op, out, (a.shape, b.shape), dtype, ("da", "db"))
     a2 = a if a.ndim >= 2 else a.reshape(1, -1)
     b2 = b if b.ndim >= 2 else b.reshape(-1, 1)
     batch = c_shape[:len(c_shape) - (a.ndim >= 2) - (b.ndim >= 2)]
     dc2 = dc_arr.reshape(batch + (a2.shape[-2], b2.shape[-1]))
     bt = np.swapaxes(b2, -1, -2)
     at = np.swapaxes(a2, -1, -2)
-    da_full = np.empty(batch + a2.shape[-2:], dtype)
+    # da first: it goes to a new array when da_out overlaps a or dc, which db still reads
+    # (no out: plain new arrays, without the helpers' calls)
+    da_target = None if da_out is None else _staged(da_out, a, dc_arr)
+    da_full, da_buf = (np.empty(batch + a2.shape[-2:], dtype), None) if da_target is None else \
+        _gemm_output(op, da_target, batch + a2.shape[-2:], a2.shape, a.shape, dtype, dc_arr, b)
     _matmul_into(dc2, bt, da_full, nt)
+    da = _reduce_to(da_full, a2.shape, nt).reshape(a.shape) if da_target is None else \
+        _gemm_result(da_full, da_target, da_buf, a2.shape, a.shape, nt)
     if b2.ndim == 2 and a2.ndim > 2:
         # every batch shares b: db = sum over the batch of a_i^T @ dc_i, as one GEMM
         k, n = b2.shape
         rows = int(np.prod(batch)) * a2.shape[-2]
         a_full = np.ascontiguousarray(np.broadcast_to(a2, batch + a2.shape[-2:])).reshape(rows, k)
-        db_full = np.empty((k, n), dtype)
+        db_full, db_buf = (np.empty((k, n), dtype), None) if db_out is None else \
+            _gemm_output(op, db_out, (k, n), b2.shape, b.shape, dtype, a, dc_arr)
         _la.gemm(a_full.T, np.ascontiguousarray(dc2).reshape(rows, n), db_full,
                  False, None, False, None, nt)
     else:
-        db_full = np.empty(batch + b2.shape[-2:], dtype)
+        db_full, db_buf = (np.empty(batch + b2.shape[-2:], dtype), None) if db_out is None else \
+            _gemm_output(op, db_out, batch + b2.shape[-2:], b2.shape, b.shape, dtype, a, dc_arr)
         _matmul_into(at, dc2, db_full, nt)
-    return _reduce_to(da_full, a2.shape, nt).reshape(a.shape), \
-        _reduce_to(db_full, b2.shape, nt).reshape(b.shape)
+    db = _reduce_to(db_full, b2.shape, nt).reshape(b.shape) if db_out is None else \
+        _gemm_result(db_full, db_out, db_buf, b2.shape, b.shape, nt)
+    return (da, db) if da_out is None else (_land(da, da_out), db)
+
+
+def _gemm_output(op, target, full_shape, shape2, shape, dtype, *inputs):
+    """Where a GEMM writes a gradient: (full, buf).
+
+    full is the array of full_shape the GEMM fills. When target is given and nothing is
+    summed afterwards, full is a view of buf: target itself or, when target overlaps an
+    input, a temporary that _gemm_result copies into it. Otherwise full is new, buf None."""
+    if target is None or full_shape != shape2:
+        return np.empty(full_shape, dtype), None
+    buf, _ = _output(op, target, shape, dtype, *inputs, elementwise=False)
+    return buf.reshape(full_shape), buf
+
+
+def _gemm_result(full, target, buf, shape2, shape, nt):
+    """The gradient of shape from _gemm_output's arrays: full summed over the broadcast
+    batch axes (shape2 is shape with 1-D operands made 2-D), in target when given."""
+    if target is None:
+        return _reduce_to(full, shape2, nt).reshape(shape)
+    if buf is not None:
+        return _finish(buf, target)
+    sum_to_shape(full, shape2, out=target.reshape(shape2), n_threads=nt)
+    return target
 
 
 def dot(x, y, out=None, n_threads=None):

@@ -31,8 +31,11 @@ VALID = {
     "add": (ops.add, (f64, v4), {}),
     "add_backward": (ops.add_backward, (f64, (3, 4), (4,)), {}),
     "subtract": (ops.subtract, (f64, v4), {}),
+    "subtract_backward": (ops.subtract_backward, (f64, (3, 4), (4,)), {}),
     "multiply": (ops.multiply, (f64, v4), {}),
+    "multiply_backward": (ops.multiply_backward, (f64, f64, v4), {}),
     "divide": (ops.divide, (f64, v4), {}),
+    "divide_backward": (ops.divide_backward, (f64, f64, v4), {}),
     "maximum": (ops.maximum, (f64, v4), {}),
     "maximum_backward": (ops.maximum_backward, (f64, f64, v4), {}),
     "sum_to_shape": (ops.sum_to_shape, (f64, (4,)), {}),
@@ -198,6 +201,71 @@ for _name in ("subtract", "multiply", "divide"):
         (_name, _fn, (f64, v4), {"out": noncontig_out}, ValueError, "C-contiguous"),
         (_name, _fn, (f64, v4), {"out": [0.0] * 12}, TypeError, "numpy.ndarray"),
     ]
+
+# ---- subtract_backward (takes shapes, as add_backward), multiply_backward, divide_backward
+BAD += [
+    ("subtract_backward", ops.subtract_backward, (f64, (3, 4), (5,)), {}, ValueError,
+     "subtract_backward: operands could not be broadcast"),
+    ("subtract_backward", ops.subtract_backward, (f64, (2, 4), (4,)), {}, ValueError, "dz.shape (3, 4)"),
+    ("subtract_backward", ops.subtract_backward, (f64, (3, -4), (4,)), {}, ValueError, "negative"),
+    ("subtract_backward", ops.subtract_backward, (f64, "34", (4,)), {}, TypeError, "x_shape"),
+    ("subtract_backward", ops.subtract_backward, (f64, (3, 4), None), {}, TypeError, "y_shape"),
+    ("subtract_backward", ops.subtract_backward, (None, (3, 4), (4,)), {}, TypeError, "subtract_backward: dz"),
+    ("subtract_backward", ops.subtract_backward, (cplx, (3, 4), (4,)), {}, TypeError, "complex"),
+]
+for _name in ("multiply_backward", "divide_backward"):
+    _fn = getattr(ops, _name)
+    BAD += [
+        (_name, _fn, (np.ones((3, 5)), f64, v4), {}, ValueError,
+         f"{_name}: dz.shape (3, 5) != broadcast shape (3, 4)"),
+        (_name, _fn, (f64, f64, np.ones(3)), {}, ValueError, "(3, 4) and (3,)"),
+        (_name, _fn, (f64, None, v4), {}, TypeError, f"{_name}: x"),
+        (_name, _fn, (f64, f64, "y"), {}, TypeError, f"{_name}: y"),
+        (_name, _fn, (None, f64, v4), {}, TypeError, f"{_name}: dz"),
+        (_name, _fn, (cplx, f64, v4), {}, TypeError, "complex"),
+        (_name, _fn, (f64, f64, 1j), {}, TypeError, "complex"),
+        (_name, _fn, (np.ones(()), 2.0, v4), {}, ValueError, "dz.shape ()"),
+    ]
+
+# ---- out= of the backward ops: None or a tuple (dx_out, dy_out) of checked arrays
+_OUT_PAIR = {"add_backward": ("dx", "dy"), "subtract_backward": ("dx", "dy"),
+             "multiply_backward": ("dx", "dy"), "divide_backward": ("dx", "dy"),
+             "matmul_backward": ("da", "db")}
+_ro4 = np.ones(4)
+_ro4.setflags(write=False)
+for _name, (_a, _b) in _OUT_PAIR.items():
+    _fn, _args, _ = VALID[_name]
+    _good_y = np.empty((4, 5)) if _name == "matmul_backward" else np.empty(4)
+    _pair = f"({_a}_out, {_b}_out)"
+    BAD += [
+        (_name, _fn, _args, {"out": np.empty((3, 4))}, TypeError,
+         f"{_name}: out must be None or a tuple {_pair}, got array of dtype float64"),
+        (_name, _fn, _args, {"out": [None, None]}, TypeError, f"out must be None or a tuple {_pair}, got list"),
+        (_name, _fn, _args, {"out": (None,)}, ValueError, "got a tuple of 1 entries"),
+        (_name, _fn, _args, {"out": (None, None, None)}, ValueError, "got a tuple of 3 entries"),
+        (_name, _fn, _args, {"out": (np.empty((4, 3)), None)}, ValueError,
+         f"{_name}: {_a}_out has shape (4, 3), the result has shape (3, 4)"),
+        (_name, _fn, _args, {"out": (None, np.empty(7))}, ValueError, f"{_b}_out has shape (7,)"),
+        (_name, _fn, _args, {"out": (np.empty((3, 4), np.float32), None)}, TypeError,
+         f"{_a}_out has dtype float32, the result has dtype float64"),
+        (_name, _fn, _args, {"out": (ro, None)}, ValueError, f"{_a}_out is read-only"),
+        (_name, _fn, _args, {"out": (None, np.ones((5, 4)).T if _name == "matmul_backward" else _ro4)},
+         ValueError, f"{_b}_out"),
+        (_name, _fn, _args, {"out": (noncontig_out, None)}, ValueError, f"{_a}_out must be C-contiguous"),
+        (_name, _fn, _args, {"out": ([0.0] * 12, None)}, TypeError, f"{_a}_out must be a numpy.ndarray"),
+        (_name, _fn, _args, {"out": (None, _good_y.tolist())}, TypeError, f"{_b}_out must be a numpy.ndarray"),
+    ]
+_shared = np.empty(40)
+BAD += [
+    ("add_backward", ops.add_backward, (f64, (3, 4), (3, 4)), {"out": (_shared[:12].reshape(3, 4), _shared[8:20].reshape(3, 4))},
+     ValueError, "add_backward: dx_out and dy_out overlap in memory"),
+    ("multiply_backward", ops.multiply_backward, (f64, f64, f64), {"out": (ro.copy(),) * 2},
+     ValueError, "dx_out and dy_out overlap"),
+    ("matmul_backward", ops.matmul_backward, (np.ones((4, 4)), np.ones((4, 4)), np.ones((4, 4))),
+     {"out": (_shared[:16].reshape(4, 4), _shared[15:31].reshape(4, 4))}, ValueError, "da_out and db_out overlap"),
+    ("add_backward", ops.add_backward, (f32, (3, 4), (4,)), {"out": (None, np.empty(4))}, TypeError,
+     "dy_out has dtype float64, the result has dtype float32"),
+]
 
 # every op rejects bad n_threads the same way
 for _name, (_fn, _args, _kw) in VALID.items():

@@ -9,8 +9,9 @@ import pyblasnn
 from pyblasnn import ops
 from pyblasnn._kernels import linalg as _la
 
-PUBLIC_OPS = ["relu", "relu_backward", "add", "add_backward", "subtract", "multiply", "divide",
-              "maximum", "maximum_backward", "dot", "dot_backward", "matmul", "matmul_backward",
+PUBLIC_OPS = ["relu", "relu_backward", "add", "add_backward", "subtract", "subtract_backward",
+              "multiply", "multiply_backward", "divide", "divide_backward", "maximum",
+              "maximum_backward", "dot", "dot_backward", "matmul", "matmul_backward",
               "sum_to_shape", "dense", "take_rows"]
 
 

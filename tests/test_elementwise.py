@@ -332,21 +332,115 @@ def test_sum_to_shape_views_and_out(dtype, rng):
     assert_close(out, dz.astype(np.float64).sum(0), dtype, rtol=30 * eps(dtype), atol=30 * eps(dtype))
 
 
-# ----------------------------------------------------------------- add/maximum backward
+# -------------------------------------------- add/subtract/multiply/divide/maximum backward
+@pytest.mark.parametrize("name,sign", [("add", 1), ("subtract", -1)])
 @pytest.mark.parametrize("xs,ys", [((32, 10), (10,)), ((5, 1, 4), (3, 1)), ((7,), (7,)),
-                                    ((), (3, 2)), ((0, 3), (3,)), ((4, 1), (1, 5)),
-                                    ((300, 130), (130,))], ids=str)
-def test_add_backward_values(xs, ys, dtype, rng):
+                                    ((), (3, 2)), ((3, 2), ()), ((0, 3), (3,)), ((4, 1), (1, 5)),
+                                    ((300, 130), (130,)), ((130,), (300, 130))], ids=str)
+def test_add_subtract_backward_values(name, sign, xs, ys, dtype, rng):
     zs = np.broadcast_shapes(xs, ys)
     dz = randn(rng, zs, dtype)
-    dx, dy = ops.add_backward(dz, xs, ys)
-    for got, shape in ((dx, xs), (dy, ys)):
+    dx, dy = getattr(ops, name + "_backward")(dz, xs, ys)
+    for got, shape, s in ((dx, xs, 1), (dy, ys, sign)):
         pad = len(zs) - len(shape)
         axes = tuple(range(pad)) + tuple(pad + i for i, s in enumerate(shape) if s == 1 and zs[pad + i] != 1)
-        exp = dz.astype(np.float64).sum(axis=axes).reshape(shape) if axes else dz
+        exp = s * (dz.astype(np.float64).sum(axis=axes).reshape(shape) if axes else dz)
         n = max(1, int(np.prod([zs[a] for a in axes])))
         assert_meta(got, shape, dtype)
         np.testing.assert_allclose(got, exp, rtol=0, atol=(n + 2) * eps(dtype) * max(1.0, np.abs(dz).sum()))
+    # subtract's dy is exactly add's dy negated (rounding is symmetric), signed zeros too
+    if sign < 0:
+        np.testing.assert_array_equal(dy, -ops.add_backward(dz, xs, ys)[1])
+        np.testing.assert_array_equal(np.signbit(dy), ~np.signbit(ops.add_backward(dz, xs, ys)[1]))
+
+
+PRODUCT_SHAPES = [((32, 10), (10,)), ((10,), (32, 10)), ((5, 1, 4), (3, 1)), ((9,), (9,)),
+                  ((), (3, 2)), ((3, 2), ()), ((0, 3), (3,)), ((4, 1), (1, 5)),
+                  ((301, 129), (129,)), ((2, 1, 3, 1, 5), (1, 4, 1, 6, 1))]
+
+
+def _product_reference(name, dz, x, y):
+    """The backward's terms in the broadcast shape, by NumPy's arithmetic."""
+    if name == "multiply":
+        return dz * y, dz * x
+    return dz / y, -(dz * x) / (y * y)
+
+
+@pytest.mark.parametrize("name", ["multiply", "divide"])
+@pytest.mark.parametrize("xs,ys", PRODUCT_SHAPES, ids=str)
+def test_multiply_divide_backward_values(name, xs, ys, dtype, rng):
+    x = randn(rng, xs, dtype)
+    y = randn(rng, ys, dtype) + np.asarray(3.0, dtype)  # away from 0 for divide
+    zs = np.broadcast_shapes(xs, ys)
+    dz = randn(rng, zs, dtype)
+    dx, dy = getattr(ops, name + "_backward")(dz, x, y)
+    assert_meta(dx, xs, dtype)
+    assert_meta(dy, ys, dtype)
+    tx, ty = _product_reference(name, dz, x, y)
+    # the same products as NumPy bit for bit, summed by the same reduction as sum_to_shape ...
+    np.testing.assert_array_equal(dx, ops.sum_to_shape(tx, xs))
+    np.testing.assert_array_equal(dy, ops.sum_to_shape(ty, ys))
+    # ... and within a summation bound of NumPy's own float64 sums
+    for got, t, shape in ((dx, tx, xs), (dy, ty, ys)):
+        n = max(1, int(np.prod(zs)) // max(1, int(np.prod(shape))))
+        exp = ops.sum_to_shape(t.astype(np.float64), shape)
+        bound = (n + 2) * eps(dtype) * ops.sum_to_shape(np.abs(t).astype(np.float64), shape)
+        assert np.all(np.abs(got - exp) <= bound + np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("name", ["multiply", "divide"])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_multiply_divide_backward_special_values(name, dtype, rng):
+    """NaN, infinities, signed zeros and division by zero follow IEEE exactly as NumPy."""
+    v = _special_values(dtype, rng)[:19]
+    x, y = np.meshgrid(v, v)
+    dz = np.broadcast_to(v[::-1], x.shape).copy()
+    dx, dy = getattr(ops, name + "_backward")(dz, x, y)
+    tx, ty = _product_reference(name, dz, x, y)
+    for got, t in ((dx, tx), (dy, ty)):
+        np.testing.assert_array_equal(got, t)
+        keep = ~np.isnan(t)
+        np.testing.assert_array_equal(np.signbit(got[keep]), np.signbit(t[keep]))
+
+
+@pytest.mark.parametrize("name", ["multiply", "divide"])
+def test_multiply_divide_backward_scalars_and_views(name, dtype, rng):
+    """A Python scalar operand is weak and gets a 0-d gradient; strided views are read in place."""
+    x = randn(rng, (6, 5), dtype)
+    dz = randn(rng, (6, 5), dtype)
+    bwd = getattr(ops, name + "_backward")
+    for s in (2.5, 3, -0.5):
+        dx, ds = bwd(dz, x, s)
+        tx, ts = _product_reference(name, dz, x, np.asarray(s, dtype))
+        assert_meta(dx, x.shape, dtype)
+        assert_meta(ds, (), dtype)
+        np.testing.assert_array_equal(dx, tx)
+        np.testing.assert_array_equal(ds, ops.sum_to_shape(ts, ()))
+        ds, dx = bwd(dz, s, x)
+        ts, tx = _product_reference(name, dz, np.asarray(s, dtype), x)
+        assert_meta(ds, (), dtype)
+        np.testing.assert_array_equal(dx, tx)
+    for (_, xv), (_, yv), (_, dv) in zip(strided_views(rng, (11, 7), dtype),
+                                         strided_views(rng, (11, 7), dtype),
+                                         strided_views(rng, (11, 7), dtype)):
+        yv = yv + np.asarray(3.0, dtype)
+        got = bwd(dv, xv, yv)
+        for g, t in zip(got, _product_reference(name, dv, xv, yv)):
+            assert_exact(g, t, dtype)
+
+
+def test_product_backward_one_and_two_threads_bitwise(dtype, rng):
+    x = randn(rng, (331, 257), dtype)
+    y = randn(rng, (257,), dtype) + np.asarray(3.0, dtype)
+    dz = randn(rng, (331, 257), dtype)
+    for bwd, args in ((ops.multiply_backward, (dz, x, y)), (ops.divide_backward, (dz, x, y)),
+                      (ops.multiply_backward, (dz, y, x[::-1])), (ops.divide_backward, (dz, x, 0.3)),
+                      (ops.subtract_backward, (dz, x.shape, y.shape)),
+                      (ops.subtract_backward, (dz, (331, 1), x.shape))):
+        one = bwd(*args, n_threads=1)
+        two = bwd(*args, n_threads=2)
+        for a, b in zip(one, two):
+            assert a.tobytes() == b.tobytes()
 
 
 @pytest.mark.parametrize("xs,ys", [((32, 10), (10,)), ((5, 1, 4), (3, 1)), ((9,), (9,)),
@@ -485,10 +579,16 @@ def test_lean_path_row_broadcast_matches_numpy(dtype):
         ops.add(x, b, out=ro)
 
 
-def test_add_backward_passes_an_unbroadcast_gradient_through():
+@pytest.mark.parametrize("name,sign", [("add", 1), ("subtract", -1)])
+def test_add_backward_passes_an_unbroadcast_gradient_through(name, sign):
+    bwd = getattr(ops, name + "_backward")
     dz = np.arange(12.0).reshape(4, 3)
-    dx, dy = ops.add_backward(dz, (4, 3), (3,))
+    dx, dy = bwd(dz, (4, 3), (3,))
     assert dx is dz  # documented: no copy for an operand that was not broadcast
-    np.testing.assert_array_equal(dy, dz.sum(axis=0))
-    dx32, _ = ops.add_backward(dz.astype(np.float32), (4, 3), (1, 3))
+    np.testing.assert_array_equal(dy, sign * dz.sum(axis=0))
+    dx32, _ = bwd(dz.astype(np.float32), (4, 3), (1, 3))
     assert dx32.dtype == np.float32 and dx32.shape == (4, 3)
+    dx, dy = bwd(dz, (4, 3), (4, 3))
+    assert dx is dz and (dy is dz) == (sign > 0)  # -dz is computed, never dz negated in place
+    np.testing.assert_array_equal(dz, np.arange(12.0).reshape(4, 3))
+    np.testing.assert_array_equal(dy, sign * dz)

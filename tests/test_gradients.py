@@ -45,6 +45,29 @@ GRAD_CASES = {
         ("()+(2,3)", lambda rng: (rng.standard_normal(()), rng.standard_normal((2, 3)))),
         ("(2,3,4,5)+(3,1,5)", lambda rng: (rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((3, 1, 5)))),
     ],
+    "subtract": [
+        ("(32,10)-(10,)", lambda rng: (rng.standard_normal((32, 10)), rng.standard_normal(10))),
+        ("(3,)-(4,3)", lambda rng: (rng.standard_normal(3), rng.standard_normal((4, 3)))),
+        ("(5,1,4)-(3,1)", lambda rng: (rng.standard_normal((5, 1, 4)), rng.standard_normal((3, 1)))),
+        ("(4,3)-(4,3)", lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))),
+        ("(2,3)-()", lambda rng: (rng.standard_normal((2, 3)), rng.standard_normal(()))),
+    ],
+    "multiply": [
+        ("(32,10)*(10,)", lambda rng: (rng.standard_normal((32, 10)), rng.standard_normal(10))),
+        ("(3,)*(4,3)", lambda rng: (rng.standard_normal(3), rng.standard_normal((4, 3)))),
+        ("(5,1,4)*(3,1)", lambda rng: (rng.standard_normal((5, 1, 4)), rng.standard_normal((3, 1)))),
+        ("(4,3)*(4,3)", lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))),
+        ("()*(2,3)", lambda rng: (rng.standard_normal(()), rng.standard_normal((2, 3)))),
+        ("(2,3,4,5)*(3,1,5)", lambda rng: (rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((3, 1, 5)))),
+    ],
+    "divide": [  # y kept away from 0, where x / y is singular
+        ("(32,10)/(10,)", lambda rng: (rng.standard_normal((32, 10)), _away_from_zero(rng, 10, 0.5))),
+        ("(3,)/(4,3)", lambda rng: (rng.standard_normal(3), _away_from_zero(rng, (4, 3), 0.5))),
+        ("(5,1,4)/(3,1)", lambda rng: (rng.standard_normal((5, 1, 4)), _away_from_zero(rng, (3, 1), 0.5))),
+        ("(4,3)/(4,3)", lambda rng: (rng.standard_normal((4, 3)), _away_from_zero(rng, (4, 3), 0.5))),
+        ("()/(2,3)", lambda rng: (rng.standard_normal(()), _away_from_zero(rng, (2, 3), 0.5))),
+        ("(2,3)/()", lambda rng: (rng.standard_normal((2, 3)), _away_from_zero(rng, (), 0.5))),
+    ],
     "maximum": [
         ("(6,)vs(6,)", lambda rng: _distinct_pair(rng, (6,), (6,))),
         ("(4,5)vs(5,)", lambda rng: _distinct_pair(rng, (4, 5), (5,))),
@@ -73,8 +96,10 @@ GRAD_CASES = {
     ],
 }
 
-# How each backward is called: by default backward(dz, *inputs); add_backward takes shapes.
-BACKWARD_ARGS = {"add": lambda inputs: tuple(np.shape(x) for x in inputs)}
+# How each backward is called: by default backward(dz, *inputs); add_backward and
+# subtract_backward take shapes.
+BACKWARD_ARGS = {"add": lambda inputs: tuple(np.shape(x) for x in inputs),
+                 "subtract": lambda inputs: tuple(np.shape(x) for x in inputs)}
 
 
 def _pairs():
@@ -86,7 +111,7 @@ def test_every_backward_has_examples():
     assert found, "no forward/backward pairs found in pyblasnn.ops"
     assert set(found) == set(GRAD_CASES), (
         f"pairs in ops: {found}; with gradient examples: {sorted(GRAD_CASES)}")
-    assert {"relu", "add", "maximum", "dot", "matmul"} <= set(found)
+    assert {"relu", "add", "subtract", "multiply", "divide", "maximum", "dot", "matmul"} <= set(found)
 
 
 CASES = [(name, cid, build) for name in sorted(GRAD_CASES) for cid, build in GRAD_CASES[name]]
