@@ -221,8 +221,11 @@ def test_loss_class_probabilities_and_logits():
     assert losses.SparseCategoricalCrossentropy()(y, p) == pytest.approx(ref, rel=1e-5)
     assert losses.SparseCategoricalCrossentropy(from_logits=True)(y, z) == \
         pytest.approx(ref, rel=1e-5)
-    assert losses.sparse_categorical_crossentropy(y.reshape(-1, 1), p) == \
-        pytest.approx(ref, rel=1e-5)
+    per_sample = losses.sparse_categorical_crossentropy(y.reshape(-1, 1), p)
+    assert per_sample.shape == (9,) and per_sample.dtype == np.float32
+    assert float(np.mean(per_sample)) == pytest.approx(ref, rel=1e-5)
+    from_logits = np.asarray(losses.sparse_categorical_crossentropy(y, z, from_logits=True))
+    np.testing.assert_allclose(from_logits, np.asarray(per_sample), rtol=2e-5)
     assert isinstance(losses.get("sparse_categorical_crossentropy"),
                       losses.SparseCategoricalCrossentropy)
     assert repr(losses.SparseCategoricalCrossentropy(True)) == \
