@@ -183,3 +183,27 @@ def test_epoch_row_on_synthetic_data(monkeypatch):
     assert 0.0 <= row["accuracy"]["numpy"] <= 1.0
     # pyblasnn either trained or says why not (frontend not merged yet)
     assert ("pyblasnn" in row["times"]) != ("pyblasnn" in row["unavailable"])
+
+
+def test_from_scratch_row_runs_the_listing_beside_fit(monkeypatch):
+    from pyblasnn.bench import tape_epoch
+    rng = np.random.default_rng(3)
+    x, y = _synthetic(700, rng)
+    imgs = (np.clip(x, 0, 1) * 255).astype(np.uint8).reshape(-1, 28, 28)
+
+    def load_data(path=None):
+        return (imgs[:512], y[:512].astype(np.uint8)), (imgs[512:], y[512:].astype(np.uint8))
+    monkeypatch.setattr(discover, "mnist_load_data", lambda: load_data)
+    listing = tape_epoch.load_listing()
+    for name in ("NaiveDense", "NaiveSequential", "BatchGenerator", "one_training_step",
+                 "update_weights", "fit", "optimizer"):
+        assert name in listing, name
+    start = [w.numpy() for w in listing["model"].weights]
+    row = tape_epoch.run_tape_epochs(1, "tiny", listing=listing)
+    assert row["status"] == "ok", row.get("reason")
+    assert set(row["times"]) == {"from_scratch", "sequential_fit"}
+    assert row["x_fit"] > 0 and all(0 <= a <= 1 for a in row["accuracy"].values())
+    # the listing's fit really trained its model
+    assert any(not np.array_equal(w.numpy(), s) for w, s in zip(listing["model"].weights, start))
+    head, body = tape_epoch.tape_table([row])
+    assert len(body) == 2 and body[0][0].startswith("book listing")

@@ -57,7 +57,7 @@ def parse_args(argv=None):
                    help="file stem of the outputs (default: latest for a full unfiltered run, "
                         "else quick / partial)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
-    p.add_argument("--no-epoch", action="store_true", help="skip the end-to-end MNIST epochs")
+    p.add_argument("--no-epoch", action="store_true", help="skip the end-to-end MNIST epochs (Sequential.fit and the from-scratch listing)")
     p.add_argument("--mnist", metavar="PATH",
                    help="MNIST file passed to pyblasnn.datasets.mnist.load_data (default: its "
                         "own search: caches, then download)")
@@ -192,7 +192,9 @@ def main(argv=None):
 
     todo = [c for c in cases_mod.all_cases(mode) if selected(c.kernel, patterns)]
     run_epoch = not args.no_epoch and selected("mnist_epoch", patterns)
-    total = sum(len(scaling if c.heavy else main_threads) for c in todo) + int(run_epoch)
+    run_tape = not args.no_epoch and selected("from_scratch_epoch", patterns)
+    total = (sum(len(scaling if c.heavy else main_threads) for c in todo) + int(run_epoch)
+             + int(run_tape))
     progress = Progress(total)
     for line in describe(info):
         print(line, file=sys.stderr)
@@ -223,6 +225,19 @@ def main(argv=None):
                    "status": "FAILED", "reason": _short(exc)}
         rows.append(report.derive(row))
         progress("mnist epochs done", advance=True)
+    if run_tape:
+        from .tape_epoch import run_tape_epochs
+        nt = max(main_threads)
+        progress("from-scratch listing epochs")
+        try:
+            row = run_tape_epochs(nt, mode, args.mnist, progress=progress)
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            row = {"section": "tape", "kernel": "from_scratch_epoch", "shape": "784-512-10",
+                   "dtype": "float32", "threads": nt, "group": "tape", "times": {},
+                   "status": "FAILED", "reason": _short(exc)}
+        rows.append(row)
+        progress("from-scratch listing epochs done", advance=True)
     progress.close()
     info["load_average_end"] = load_average()
 

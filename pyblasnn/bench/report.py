@@ -214,6 +214,15 @@ def _document(result, markdown):
         for r in kernel_rows(result, "epoch"):
             parts.append(("- " if markdown else "") + f"data: {r['shape']}"
                          + (f"; {r['note']}" if r.get("note") else ""))
+    if kernel_rows(result, "tape"):
+        from .tape_epoch import TARGET_RATIO, tape_table
+        parts.append(title(f"The book's from-scratch listing (GradientTape) vs Sequential.fit, "
+                           f"same model, optimizer and batch (target: <= {TARGET_RATIO}x fit's "
+                           f"time)"))
+        parts.append(_render(*tape_table(kernel_rows(result, "tape")), markdown))
+        for r in kernel_rows(result, "tape"):
+            parts.append(("- " if markdown else "") + f"data: {r['shape']}"
+                         + (f"; {r['note']}" if r.get("note") else ""))
     probs = problems(result)
     if probs:
         parts.append(title("Skipped and failed rows"))

@@ -1,0 +1,168 @@
+"""End to end: the book's from-scratch listing (GradientTape) against ``Sequential.fit``.
+
+The listing is ``examples/from_scratch.py`` itself: its definitions (NaiveDense,
+NaiveSequential, BatchGenerator, one_training_step, update_weights with
+``optimizers.SGD(learning_rate=1e-3)``, fit) are executed from the file, up to the line that
+loads MNIST, and its ``fit`` is timed one epoch at a time. The comparison is ``Sequential``
+with the same model (Dense(512, relu) -> Dense(10, softmax), started from the listing's
+initial weights), the same optimizer and batch size, and no shuffling (the listing does not
+shuffle). Epochs are timed interleaved (A B A B ...); test accuracy after the last one.
+"""
+import contextlib
+import io
+import os
+import time
+
+import numpy as np
+
+from . import discover
+from .epoch import load_mnist
+from .timing import blas_threads, summarize
+
+BATCH_SIZE = 128
+LEARNING_RATE = 1e-3      # the listing's
+#: The listing must run an epoch in at most this multiple of Sequential.fit's time.
+TARGET_RATIO = 1.5
+
+TAPE_SETTINGS = {
+    "full": dict(train=None, test=None, epochs=5, budget_s=120.0),
+    "quick": dict(train=4096, test=1000, epochs=1, budget_s=30.0),
+    "tiny": dict(train=512, test=256, epochs=1, budget_s=30.0),
+}
+
+_DATA_LINE = "(train_images, train_labels), (test_images, test_labels) = mnist.load_data()"
+
+
+def listing_path():
+    """examples/from_scratch.py of the source tree pyblasnn is imported from."""
+    import pyblasnn
+    root = os.path.dirname(os.path.dirname(os.path.abspath(pyblasnn.__file__)))
+    return os.path.join(root, "examples", "from_scratch.py")
+
+
+def load_listing(path=None):
+    """The namespace of the listing's definitions (everything before it loads MNIST)."""
+    path = path or listing_path()
+    if not os.path.exists(path):
+        raise discover.Unavailable(f"the listing {os.path.basename(path)} is not next to the "
+                                   f"imported package (a non-editable install)")
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    if _DATA_LINE not in source:
+        raise discover.Unavailable("examples/from_scratch.py: the line that loads MNIST, "
+                                   "where its definitions end, was not found")
+    namespace = {"__name__": "from_scratch_listing"}
+    exec(compile(source[:source.index(_DATA_LINE)], path, "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+class ListingTrainer:
+    """The listing's model and ``fit``, one epoch per call of epoch()."""
+
+    name = "from_scratch"
+
+    def __init__(self, x_train, y_train, listing=None):
+        self.ns = load_listing() if listing is None else listing
+        self.model = self.ns["model"]
+        self.x, self.y = x_train, y_train
+
+    def initial_weights(self):
+        return [w.numpy() for w in self.model.weights]
+
+    def epoch(self):
+        with contextlib.redirect_stdout(io.StringIO()):   # its "loss at batch" lines
+            self.ns["fit"](self.model, self.x, self.y, epochs=1, batch_size=BATCH_SIZE)
+
+    def accuracy(self, x, y):
+        predictions = self.model(x).numpy()
+        return float(np.mean(np.argmax(predictions, axis=1) == y))
+
+
+class FitTrainer:
+    """Sequential.fit with the listing's model, optimizer, batch size and initial weights."""
+
+    name = "sequential_fit"
+
+    def __init__(self, x_train, y_train, weights):
+        Sequential, Dense, SGD = discover.frontend()
+        self.model = Sequential([Dense(512, activation="relu"),
+                                 Dense(10, activation="softmax")])
+        self.model.compile(optimizer=SGD(learning_rate=LEARNING_RATE),
+                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        self.model.build((None, x_train.shape[1]))
+        self.model.set_weights(weights)
+        self.x, self.y = x_train, y_train
+
+    def epoch(self):
+        self.model.fit(self.x, self.y, epochs=1, batch_size=BATCH_SIZE, verbose=0,
+                       shuffle=False)
+
+    def accuracy(self, x, y):
+        return float(self.model.evaluate(x, y, batch_size=1000, verbose=0)[1])
+
+
+def run_tape_epochs(n_threads, mode="full", mnist_path=None, progress=None, listing=None):
+    """The from-scratch row: {trainer: stats}, accuracies, and the time ratio to fit."""
+    settings = TAPE_SETTINGS[mode]
+    row = {"section": "tape", "kernel": "from_scratch_epoch",
+           "shape": f"784-512-10 batch {BATCH_SIZE}, SGD lr {LEARNING_RATE:g}",
+           "dtype": "float32", "threads": n_threads, "group": "tape", "times": {},
+           "accuracy": {}, "settings": dict(settings), "target_ratio": TARGET_RATIO}
+    try:
+        x_train, y_train, x_test, y_test = load_mnist(mnist_path)
+        tape = ListingTrainer(None, None, listing)
+    except discover.Unavailable as exc:
+        row.update(status="skipped", reason=str(exc))
+        return row
+    if settings["train"]:
+        x_train, y_train = x_train[:settings["train"]], y_train[:settings["train"]]
+    if settings["test"]:
+        x_test, y_test = x_test[:settings["test"]], y_test[:settings["test"]]
+    row["shape"] += f", {x_train.shape[0]} train / {x_test.shape[0]} test samples"
+    import pyblasnn
+    if n_threads:
+        pyblasnn.set_num_threads(n_threads)
+    tape.x, tape.y = x_train, y_train
+    trainers = {"from_scratch": tape,
+                "sequential_fit": FitTrainer(x_train, y_train, tape.initial_weights())}
+    samples = {name: [] for name in trainers}
+    with blas_threads(n_threads):
+        t_start = time.perf_counter()
+        for e in range(settings["epochs"]):
+            if e and time.perf_counter() - t_start > settings["budget_s"]:
+                row["note"] = f"stopped after {e} epochs: the time budget was used up"
+                break
+            for name, tr in trainers.items():
+                if progress:
+                    progress(f"from-scratch epoch {e + 1}/{settings['epochs']} {name}")
+                t0 = time.perf_counter()
+                tr.epoch()
+                samples[name].append(time.perf_counter() - t0)
+        for name, tr in trainers.items():
+            row["accuracy"][name] = tr.accuracy(x_test, y_test)
+    for name, s in samples.items():
+        stats = summarize(s)
+        stats.update(loops=1, repeats=len(s))
+        row["times"][name] = stats
+    row["x_fit"] = (row["times"]["from_scratch"]["median_ms"]
+                    / row["times"]["sequential_fit"]["median_ms"])
+    row["status"] = "ok"
+    return row
+
+
+def tape_table(rows):
+    head = ["trainer", "threads", "s / epoch", "min-max s", "epochs", "test accuracy",
+            "time / fit's"]
+    body = []
+    labels = {"from_scratch": "book listing (GradientTape)", "sequential_fit": "Sequential.fit"}
+    for r in rows:
+        if r["status"] != "ok":
+            body.append(["all", str(r["threads"]), r["status"], "-", "-", "-", "-"])
+            continue
+        for who, label in labels.items():
+            s = r["times"][who]
+            ratio = r["x_fit"] if who == "from_scratch" else 1.0
+            body.append([label, str(r["threads"]), f"{s['median_ms'] / 1e3:.3f}",
+                         f"{s['min_ms'] / 1e3:.3f}-{s['max_ms'] / 1e3:.3f}", str(s["repeats"]),
+                         f"{r['accuracy'][who]:.4f}", f"{ratio:.2f}x"])
+    return head, body
