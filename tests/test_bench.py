@@ -169,14 +169,18 @@ def test_epoch_row_skips_without_mnist(monkeypatch):
     assert row["status"] == "skipped" and "no MNIST here" in row["reason"]
 
 
-def test_epoch_row_on_synthetic_data(monkeypatch):
-    rng = np.random.default_rng(2)
-    x, y = _synthetic(700, rng)
+def _fake_mnist(monkeypatch, seed):
+    """A 512 / 188 split of synthetic digits served as pyblasnn.datasets.mnist.load_data."""
+    x, y = _synthetic(700, np.random.default_rng(seed))
     imgs = (np.clip(x, 0, 1) * 255).astype(np.uint8).reshape(-1, 28, 28)
 
     def load_data(path=None):
         return (imgs[:512], y[:512].astype(np.uint8)), (imgs[512:], y[512:].astype(np.uint8))
     monkeypatch.setattr(discover, "mnist_load_data", lambda: load_data)
+
+
+def test_epoch_row_on_synthetic_data(monkeypatch):
+    _fake_mnist(monkeypatch, 2)
     row = report.derive(epoch.run_epochs(1, "tiny", trainers=("pyblasnn", "numpy")))
     assert row["status"] == "ok"
     assert row["times"]["numpy"]["repeats"] == 1
@@ -187,13 +191,7 @@ def test_epoch_row_on_synthetic_data(monkeypatch):
 
 def test_from_scratch_row_runs_the_listing_beside_fit(monkeypatch):
     from pyblasnn.bench import tape_epoch
-    rng = np.random.default_rng(3)
-    x, y = _synthetic(700, rng)
-    imgs = (np.clip(x, 0, 1) * 255).astype(np.uint8).reshape(-1, 28, 28)
-
-    def load_data(path=None):
-        return (imgs[:512], y[:512].astype(np.uint8)), (imgs[512:], y[512:].astype(np.uint8))
-    monkeypatch.setattr(discover, "mnist_load_data", lambda: load_data)
+    _fake_mnist(monkeypatch, 3)
     listing = tape_epoch.load_listing()
     for name in ("NaiveDense", "NaiveSequential", "BatchGenerator", "one_training_step",
                  "update_weights", "fit", "optimizer"):

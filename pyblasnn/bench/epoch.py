@@ -87,6 +87,30 @@ class PyblasnnTrainer:
         return float(np.mean(pred.argmax(axis=1) == y))
 
 
+def time_epochs(row, trainers, settings, x_test, y_test, progress=None, label="epoch"):
+    """Time ``settings["epochs"]`` epochs of each trainer interleaved (A B A B ...), within
+    the time budget; then each one's test accuracy. Fills row["times"] and row["accuracy"]."""
+    samples = {name: [] for name in trainers}
+    t_epochs = time.perf_counter()
+    for e in range(settings["epochs"]):
+        if e and time.perf_counter() - t_epochs > settings["budget_s"]:
+            row["note"] = (f"stopped after {e} of {settings['epochs']} epochs: the time "
+                           f"budget of {settings['budget_s']:.0f} s was used up")
+            break
+        for name, tr in trainers.items():
+            if progress:
+                progress(f"{label} {e + 1}/{settings['epochs']} {name}")
+            t0 = time.perf_counter()
+            tr.epoch()
+            samples[name].append(time.perf_counter() - t0)
+    for name, tr in trainers.items():
+        row["accuracy"][name] = tr.accuracy(x_test, y_test)
+    for name, s in samples.items():
+        stats = summarize(s)
+        stats.update(loops=1, repeats=len(s))
+        row["times"][name] = stats
+
+
 def run_epochs(n_threads, mode="full", mnist_path=None, progress=None, trainers=None):
     """The epoch row: {competitor: stats}, accuracies and why any trainer was skipped."""
     settings = EPOCH_SETTINGS[mode]
@@ -122,7 +146,6 @@ def run_epochs(n_threads, mode="full", mnist_path=None, progress=None, trainers=
             row["unavailable"][name] = str(exc)
         except Exception as exc:  # a broken frontend must not hide the other trainers
             row["unavailable"][name] = f"failed to build: {type(exc).__name__}: {exc}"
-    samples = {name: [] for name in live}
     with blas_threads(n_threads):
         w = settings["warmup"]
         for name, tr in list(live.items()):
@@ -130,25 +153,8 @@ def run_epochs(n_threads, mode="full", mnist_path=None, progress=None, trainers=
                 tr.epoch(x_train[:w], y_train[:w])
             except Exception as exc:
                 row["unavailable"][name] = f"failed: {type(exc).__name__}: {exc}"
-                del live[name], samples[name]
-        t_epochs = time.perf_counter()
-        for e in range(settings["epochs"]):
-            if e and time.perf_counter() - t_epochs > settings["budget_s"]:
-                row["note"] = (f"stopped after {e} of {settings['epochs']} epochs: the time "
-                               f"budget of {settings['budget_s']:.0f} s was used up")
-                break
-            for name, tr in live.items():
-                if progress:
-                    progress(f"epoch {e + 1}/{settings['epochs']} {name}")
-                t0 = time.perf_counter()
-                tr.epoch()
-                samples[name].append(time.perf_counter() - t0)
-        for name, tr in live.items():
-            row["accuracy"][name] = tr.accuracy(x_test, y_test)
-    for name, s in samples.items():
-        stats = summarize(s)
-        stats.update(loops=1, repeats=len(s))
-        row["times"][name] = stats
+                del live[name]
+        time_epochs(row, live, settings, x_test, y_test, progress, "epoch")
     row["status"] = "ok" if live else "skipped"
     if not live:
         row["reason"] = "; ".join(f"{k}: {v}" for k, v in row["unavailable"].items())

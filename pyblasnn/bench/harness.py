@@ -212,32 +212,25 @@ def main(argv=None):
         for r in new:
             progress(f"{r['kernel']} {r['shape']} t={r['threads']} {r['status']}", advance=True)
         rows.extend(new)
-    if run_epoch:
-        from .epoch import run_epochs
+    from .epoch import run_epochs
+    from .tape_epoch import run_tape_epochs
+    end_to_end = [("mnist_epoch", "epoch", "mnist epochs", run_epochs, run_epoch),
+                  ("from_scratch_epoch", "tape", "from-scratch listing epochs", run_tape_epochs,
+                   run_tape)]
+    for kernel, section, label, runner, wanted in end_to_end:
+        if not wanted:
+            continue
         nt = max(main_threads)
-        progress("mnist epochs")
+        progress(label)
         try:
-            row = run_epochs(nt, mode, args.mnist, progress=progress)
+            row = runner(nt, mode, args.mnist, progress=progress)
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
-            row = {"section": "epoch", "kernel": "mnist_epoch", "shape": "784-512-10",
-                   "dtype": "float32", "threads": nt, "group": "epoch", "times": {},
+            row = {"section": section, "kernel": kernel, "shape": "784-512-10",
+                   "dtype": "float32", "threads": nt, "group": section, "times": {},
                    "status": "FAILED", "reason": _short(exc)}
         rows.append(report.derive(row))
-        progress("mnist epochs done", advance=True)
-    if run_tape:
-        from .tape_epoch import run_tape_epochs
-        nt = max(main_threads)
-        progress("from-scratch listing epochs")
-        try:
-            row = run_tape_epochs(nt, mode, args.mnist, progress=progress)
-        except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            row = {"section": "tape", "kernel": "from_scratch_epoch", "shape": "784-512-10",
-                   "dtype": "float32", "threads": nt, "group": "tape", "times": {},
-                   "status": "FAILED", "reason": _short(exc)}
-        rows.append(row)
-        progress("from-scratch listing epochs done", advance=True)
+        progress(f"{label} done", advance=True)
     progress.close()
     info["load_average_end"] = load_average()
 
