@@ -21,7 +21,7 @@ from .ops import (add_backward, dense, divide_backward, dot, dot_backward, matmu
                   sum_to_shape, take_rows)
 
 # Keras-style frontend
-from . import fused, layers, losses, metrics, models, optimizers  # noqa: E402
+from . import callbacks, fused, layers, losses, metrics, models, optimizers  # noqa: E402
 from .models import Sequential, load_model  # noqa: E402
 
 # TensorFlow-style autodiff; these six dispatch between ops (arrays) and tensors

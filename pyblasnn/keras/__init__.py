@@ -7,13 +7,13 @@
 """
 import sys
 
-from .. import datasets, layers, losses, metrics, models, optimizers
+from .. import callbacks, datasets, layers, losses, metrics, models, optimizers
 from ..models import Sequential
 
-__all__ = ["Sequential", "datasets", "layers", "losses", "metrics", "models", "optimizers"]
+__all__ = ["Sequential", "callbacks", "datasets", "layers", "losses", "metrics", "models", "optimizers"]
 
 # make `import pyblasnn.keras.optimizers` and `from pyblasnn.keras.datasets import mnist`
 # find the same module objects
-for _name in ("datasets", "layers", "losses", "metrics", "models", "optimizers"):
+for _name in ("callbacks", "datasets", "layers", "losses", "metrics", "models", "optimizers"):
     sys.modules[f"{__name__}.{_name}"] = globals()[_name]
 del _name
