@@ -3,6 +3,13 @@
 Each function validates its input (``pyblasnn/_validation.py``), allocates missing outputs,
 then makes one call into the compiled kernel (``kernels/loss.pyx``, ``kernels/optim.pyx``),
 which releases the GIL.
+
+Overlapping memory, as in ``pyblasnn.ops``: an ``out`` that overlaps an input in a way the
+kernel cannot take gets the result through a temporary (copied into it afterwards); exact
+in-place (the very same array) is written directly where the kernel supports it, as each
+docstring says. Two outputs that overlap each other are refused: no order of writes makes
+both right. A gradient that is one of the state arrays an update writes before its last
+read of the gradient is copied first.
 """
 import numpy as np
 
@@ -20,17 +27,63 @@ def _threads(op, n_threads):
     return _v.n_threads(op, n_threads)
 
 
-def _loss_buffers(op, x, labels, out, row_loss):
+def _target(out, inputs, in_place=()):
+    """The buffer a kernel should write for ``out``: out itself, unless it may share memory
+    with one of ``inputs`` and is not exactly one of ``in_place`` (inputs the kernel reads
+    element by element before writing that element), then a new array like out."""
+    for arr in inputs:
+        if np.may_share_memory(out, arr) and not any(
+                a is arr and _v.same_layout(out, a) for a in in_place):
+            return np.empty_like(out)
+    return out
+
+
+def _land(buf, out):
+    """Copy a temporary result into the caller's out (no-op when the kernel wrote out)."""
+    if buf is not out:
+        np.copyto(out, buf)
+    return out
+
+
+def _unaliased_grad(grad, state):
+    """grad, or a copy of it when it is exactly the array ``state`` (allowed: grad may be one
+    of the updated arrays), for rules whose kernel writes ``state[i]`` before its last read of
+    ``grad[i]`` (Nesterov momentum's velocity, RMSprop's accumulator). A partial overlap is
+    left for the validation to refuse."""
+    if (type(grad) is np.ndarray and type(state) is np.ndarray
+            and np.may_share_memory(grad, state) and _v.same_layout(grad, state)
+            and grad.dtype == state.dtype):
+        return grad.copy()
+    return grad
+
+
+def _loss_buffers(op, x, labels, out, row_loss, out_in_place):
+    """Validated (x, labels, out buffer, row_loss buffer). The buffers are the caller's arrays
+    or temporaries when those overlap the inputs (see _target); ``out_in_place``: the kernel
+    can write ``out`` over ``x`` itself."""
     x = _v.check_float_matrix(op, "logits" if "softmax" in op else "probs", x)
     n, c = x.shape
     labels = _v.check_sparse_labels(op, labels, n, c)
+    out_buf = None
     if out is not None:
         _v.check_out(op, out, x.shape, x.dtype)
+        out_buf = _target(out, (x, labels), in_place=(x,) if out_in_place else ())
     if row_loss is None:
-        row_loss = np.empty(n, dtype=np.float64)
+        rows_buf = np.empty(n, dtype=np.float64)
     else:
         _v.check_out(op, row_loss, (n,), np.dtype(np.float64), name="row_loss")
-    return x, labels, row_loss
+        if out is not None and np.shares_memory(out, row_loss):
+            raise ValueError(f"{op}: out and row_loss overlap in memory (each output needs "
+                             "its own buffer)")
+        rows_buf = _target(row_loss, (x, labels))
+    return x, labels, out_buf, rows_buf
+
+
+def _land_losses(out_buf, out, rows_buf, row_loss):
+    if out is not None:
+        _land(out_buf, out)
+    if row_loss is not None:
+        _land(rows_buf, row_loss)
 
 
 def sparse_softmax_cross_entropy(logits, labels, out=None, row_loss=None, n_threads=None):
@@ -38,18 +91,23 @@ def sparse_softmax_cross_entropy(logits, labels, out=None, row_loss=None, n_thre
 
     loss = mean_i(logsumexp(logits_i) - logits_i[labels_i]); ``out`` (if given) receives
     dlogits = (softmax(logits) - onehot(labels)) / n. Numerically stable (max-subtraction).
-    ``row_loss`` is an optional float64 (n,) workspace for the per-row losses.
+    ``row_loss`` is an optional float64 (n,) workspace for the per-row losses. ``out`` may be
+    ``logits`` itself (each row is read whole before its gradient is written).
 
     Returns ``(loss, n_correct)`` where n_correct counts rows with argmax(logits) == label.
     """
     op = "sparse_softmax_cross_entropy"
+    # The lean path computes only when out and row_loss are disjoint from every input and
+    # from each other; any overlap returns None and is handled below.
     done = _loss.try_sparse_softmax_cross_entropy(
         logits, labels, out, row_loss, n_threads)
     if done is not None:
         return done
-    logits, labels, row_loss = _loss_buffers(op, logits, labels, out, row_loss)
-    loss, correct = _loss.sparse_softmax_cross_entropy(logits, labels, out, row_loss,
+    logits, labels, out_buf, rows_buf = _loss_buffers(op, logits, labels, out, row_loss,
+                                                      out_in_place=True)
+    loss, correct = _loss.sparse_softmax_cross_entropy(logits, labels, out_buf, rows_buf,
                                                        _threads(op, n_threads))
+    _land_losses(out_buf, out, rows_buf, row_loss)
     return float(loss), int(correct)
 
 
@@ -62,10 +120,13 @@ def sparse_cross_entropy(probs, labels, out=None, row_loss=None, epsilon=1e-7, n
     Returns ``(loss, n_correct)`` where n_correct counts rows with argmax(probs) == label.
     """
     op = "sparse_cross_entropy"
-    probs, labels, row_loss = _loss_buffers(op, probs, labels, out, row_loss)
+    # Not in place: the kernel takes a row's argmax after writing its gradient row.
+    probs, labels, out_buf, rows_buf = _loss_buffers(op, probs, labels, out, row_loss,
+                                                     out_in_place=False)
     epsilon = _v.check_positive_float(op, "epsilon", epsilon, upper=0.5)
-    loss, correct = _loss.sparse_cross_entropy_probs(probs, labels, out, row_loss, epsilon,
+    loss, correct = _loss.sparse_cross_entropy_probs(probs, labels, out_buf, rows_buf, epsilon,
                                                      _threads(op, n_threads))
+    _land_losses(out_buf, out, rows_buf, row_loss)
     return float(loss), int(correct)
 
 
@@ -73,28 +134,31 @@ def softmax(x, out=None, n_threads=None):
     """Row-wise softmax of a 2-D array: exp(x - max) / sum(exp(x - max)); ``out`` may be ``x``."""
     x = _v.check_float_matrix("softmax", "x", x)
     if out is None:
-        out = np.empty_like(x)
+        out = buf = np.empty_like(x)
     else:
         _v.check_out("softmax", out, x.shape, x.dtype)
-    _loss.softmax(x, out, _threads("softmax", n_threads))
-    return out
+        buf = _target(out, (x,), in_place=(x,))
+    _loss.softmax(x, buf, _threads("softmax", n_threads))
+    return _land(buf, out)
 
 
 def softmax_backward(dy, y, out=None, n_threads=None):
     """Gradient through a row-wise softmax: dx = y * (dy - sum(dy * y, axis=1, keepdims=True)).
 
-    ``y`` is softmax's output; ``out`` may be ``dy``.
+    ``y`` is softmax's output; ``out`` may be ``dy`` or ``y`` (a row's dot product is taken
+    before the row is written, then each element reads its own dy and y first).
     """
     op = "softmax_backward"
     y = _v.check_float_matrix(op, "y", y)
     dy = _v.check_float_matrix(op, "dy", dy)
     _v.check_same(op, "dy", dy, "y", y)
     if out is None:
-        out = np.empty_like(y)
+        out = buf = np.empty_like(y)
     else:
         _v.check_out(op, out, y.shape, y.dtype)
-    _loss.softmax_backward(dy, y, out, _threads(op, n_threads))
-    return out
+        buf = _target(out, (dy, y), in_place=(dy, y))
+    _loss.softmax_backward(dy, y, buf, _threads(op, n_threads))
+    return _land(buf, out)
 
 
 def sgd_update(param, grad, learning_rate, n_threads=None):
@@ -112,6 +176,8 @@ def sgd_momentum_update(param, velocity, grad, learning_rate, momentum, nesterov
     """In place (Keras rule): velocity = momentum*velocity - lr*grad; param += velocity
     (nesterov: param += momentum*velocity - lr*grad)."""
     op = "sgd_momentum_update"
+    if nesterov:
+        grad = _unaliased_grad(grad, velocity)
     if _optim.try_sgd_momentum(param, velocity, grad, learning_rate, momentum, bool(nesterov),
                                n_threads) is not None:
         return
@@ -129,6 +195,7 @@ def rmsprop_update(param, accumulator, grad, learning_rate, rho, epsilon, moment
     param -= mom.
     """
     op = "rmsprop_update"
+    grad = _unaliased_grad(grad, accumulator)
     if _optim.try_rmsprop(param, accumulator, momentum_buffer, grad, learning_rate, rho, momentum,
                           epsilon, n_threads) is not None:
         return
