@@ -1,0 +1,295 @@
+"""Pictures of chapter 2: digits, training curves, the confusion matrix (needs matplotlib).
+
+``show_digits(images, labels, predictions, probabilities)``: a grid of digits drawn like the
+book's ``plt.imshow(digit, cmap=plt.cm.binary)``, each titled with its label and, given
+predictions, the predicted class and its probability; misclassified digits get a red title.
+``plot_history(history)``: loss and accuracy per epoch, training and validation (a
+``History``, a dict of lists, or a dict naming several runs). ``plot_confusion(y_true,
+y_pred)``: the counts of each (true, predicted) pair. ``write_report_figures(...)`` writes all
+of them for a trained model into a directory.
+
+Each function returns a matplotlib ``Figure`` and, given ``path=``, also writes a PNG there
+atomically (readers see the old file or the new one, never a part). matplotlib is an
+optional extra (``pip install -e ".[plot]"``) imported only when a function is called:
+importing pyblasnn never imports it. When the caller has imported ``matplotlib.pyplot``
+(a notebook, an interactive session) the figures are pyplot figures, shown by
+``plt.show()`` or inline; otherwise they are standalone figures drawn by the Agg canvas,
+which needs no display and leaves pyplot's global state alone.
+"""
+import io
+import math
+import os
+import sys
+
+import numpy as np
+
+from ._atomic import atomic_write
+
+__all__ = ["show_digits", "plot_history", "plot_confusion", "write_report_figures"]
+
+#: Title colours of correctly and wrongly classified digits.
+CORRECT_COLOR = "black"
+WRONG_COLOR = "red"
+
+_INSTALL_HINT = ('pyblasnn.plot needs matplotlib, which is not installed: '
+                 'pip install -e ".[plot]" (from a checkout) or pip install matplotlib')
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+        import matplotlib.figure  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+    return matplotlib
+
+
+def _new_figure(figsize):
+    """A pyplot figure when the caller uses pyplot, else a standalone Agg figure."""
+    _matplotlib()
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        return plt.figure(figsize=figsize)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path, dpi=100):
+    """Write ``fig`` as a PNG to ``path`` atomically (rendered by Agg, display or not)."""
+    if path is None:
+        return
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)      # PNG goes through Agg, display or not
+    data = buf.getvalue()
+    atomic_write(os.fspath(path), lambda f: f.write(data))
+
+
+def _close(fig):
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- digits
+def _as_images(images):
+    arr = np.asarray(images)
+    if arr.ndim == 2 and arr.shape[1] == 28 * 28:
+        arr = arr.reshape(-1, 28, 28)
+    elif arr.ndim == 2 and arr.shape == (28, 28):
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"show_digits: images must have shape (n, 28, 28), (n, 784), "
+                         f"(28, 28) or (n, height, width), got {np.shape(images)}")
+    return arr
+
+
+def _per_image(name, values, n):
+    if values is None:
+        return None
+    arr = np.asarray(values)
+    if arr.shape[0] != n:
+        raise ValueError(f"show_digits: {name} has {arr.shape[0]} entries for {n} images")
+    return arr
+
+
+def show_digits(images, labels=None, predictions=None, probabilities=None, ncols=10,
+                path=None, title=None, size=1.2):
+    """A grid of digits, ``ncols`` per row, drawn with ``cmap="binary"`` (ink dark on white).
+
+    images: (n, 28, 28) or (n, 784) (uint8 0-255 or float). Each digit is titled with its
+    label; with ``predictions`` (class per image) also the predicted class, and with
+    ``probabilities`` its probability: either one number per image (the probability of the
+    predicted class) or a (n, classes) matrix (then ``predictions`` defaults to its
+    argmax). A digit whose prediction differs from its label gets a red title. Returns the
+    Figure; ``path=`` also writes it as a PNG.
+    """
+    imgs = _as_images(images)
+    n = imgs.shape[0]
+    labels = _per_image("labels", labels, n)
+    probabilities = _per_image("probabilities", probabilities, n)
+    predictions = _per_image("predictions", predictions, n)
+    if probabilities is not None and probabilities.ndim == 2:
+        if predictions is None:
+            predictions = probabilities.argmax(axis=1)
+        probabilities = probabilities[np.arange(n), np.asarray(predictions, dtype=np.intp)]
+    if int(ncols) < 1:
+        raise ValueError(f"show_digits: ncols must be >= 1, got {ncols!r}")
+    ncols = max(1, min(int(ncols), n))
+    nrows = max(1, math.ceil(n / ncols))
+    text_lines = (labels is not None) + (predictions is not None)
+    fig = _new_figure((size * ncols, (size + 0.18 * text_lines) * nrows + (0.4 if title else 0)))
+    for i in range(n):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax.imshow(imgs[i], cmap="binary")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        lines = []
+        if labels is not None:
+            lines.append(f"label {labels[i]}")
+        color = CORRECT_COLOR
+        if predictions is not None:
+            line = f"pred {predictions[i]}"
+            if probabilities is not None:
+                line += f" ({float(probabilities[i]):.1%})"
+            lines.append(line)
+            if labels is not None and predictions[i] != labels[i]:
+                color = WRONG_COLOR
+        if lines:
+            ax.set_title("\n".join(lines), fontsize=8, color=color)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+# ---------------------------------------------------------------------------- history
+def _history_dict(history):
+    """A History (or anything with .history) or a dict of lists -> dict of float lists."""
+    h = getattr(history, "history", history)
+    if not isinstance(h, dict):
+        raise TypeError(f"plot_history: expected a History or a dict of lists, got "
+                        f"{type(history).__name__}")
+    return {k: [float(v) for v in vals] for k, vals in h.items()}
+
+
+def _is_runs(history):
+    """True for {"run name": History or dict, ...} (several runs to compare)."""
+    return (isinstance(history, dict) and bool(history)
+            and all(hasattr(v, "history") or isinstance(v, dict) for v in history.values()))
+
+
+def plot_history(history, path=None, title=None):
+    """Loss (left) and accuracy (right) per epoch, training solid and validation dashed.
+
+    history: the ``History`` that ``fit`` returns, a dict of lists (``{"loss": [...],
+    "accuracy": [...], "val_loss": [...], ...}``), or a dict of such, named by run, to draw
+    several runs on the same axes. A metric no run has leaves its panel out. Returns the
+    Figure; ``path=`` also writes it as a PNG.
+    """
+    runs = history if _is_runs(history) else {None: history}
+    runs = {name: _history_dict(h) for name, h in runs.items()}
+    metrics = [m for m in ("loss", "accuracy")
+               if any(m in h or f"val_{m}" in h for h in runs.values())]
+    if not metrics:
+        raise ValueError("plot_history: the history has no 'loss' or 'accuracy' entries")
+    fig = _new_figure((5 * len(metrics), 3.8))
+    for j, metric in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), j + 1)
+        for k, (name, h) in enumerate(runs.items()):
+            color = f"C{k}"
+            for key, style, what in ((metric, "o-", "training"),
+                                     (f"val_{metric}", "s--", "validation")):
+                if key in h:
+                    epochs = np.arange(1, len(h[key]) + 1)
+                    label = what if name is None else f"{name}, {what}"
+                    ax.plot(epochs, h[key], style, color=color, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(metric)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+# -------------------------------------------------------------------------- confusion
+def confusion_matrix(y_true, y_pred, num_classes=None):
+    """counts[i, j] = number of samples of class i predicted as class j."""
+    y_true = np.asarray(y_true).astype(np.intp).ravel()
+    y_pred = np.asarray(y_pred).astype(np.intp).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"confusion_matrix: y_true has {y_true.size} labels, y_pred "
+                         f"{y_pred.size}")
+    if num_classes is None:
+        num_classes = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts
+
+
+def plot_confusion(y_true, y_pred, path=None, num_classes=None, title=None):
+    """The confusion matrix of y_pred against y_true: rows true class, columns predicted,
+    each cell's count written in it. Returns the Figure; ``path=`` also writes a PNG."""
+    counts = confusion_matrix(y_true, y_pred, num_classes)
+    k = counts.shape[0]
+    fig = _new_figure((0.55 * k + 2.5, 0.55 * k + 1.8))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    total = counts.sum()
+    acc = np.trace(counts) / total if total else float("nan")
+    ax.set_title(title or f"confusion matrix ({total:,} samples, accuracy {acc:.4f})",
+                 fontsize=10)
+    threshold = counts.max() / 2 if counts.size else 0
+    for i in range(k):
+        for j in range(k):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if counts[i, j] > threshold else "black")
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+# ----------------------------------------------------------------------------- report
+def _probabilities(model, x):
+    predict = getattr(model, "predict", None)
+    out = predict(x, verbose=0) if predict is not None else model(x)
+    return np.asarray(out.numpy() if hasattr(out, "numpy") else out)
+
+
+def write_report_figures(model, history, x_test, y_test, directory, count=30,
+                         batch_size=None):
+    """Write the report's four PNGs for a trained model into ``directory``; return their paths.
+
+    ``history.png`` (training curves), ``test_digits.png`` (the first ``count`` test digits
+    with their predictions), ``confident_errors.png`` (the ``count`` misclassified test
+    digits the model was most sure of) and ``confusion.png``. ``model`` has ``predict``
+    (a ``Sequential``) or is a callable returning class probabilities; ``x_test`` is what
+    it takes, (n, 784) float for the book's network.
+    """
+    _matplotlib()
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    if batch_size is None:
+        probs = _probabilities(model, x_test)
+    else:
+        probs = np.concatenate([_probabilities(model, x_test[i:i + batch_size])
+                                for i in range(0, len(x_test), batch_size)])
+    y_test = np.asarray(y_test)
+    pred = probs.argmax(axis=1)
+    conf = probs[np.arange(len(pred)), pred]
+    wrong = np.flatnonzero(pred != y_test)
+    worst = wrong[np.argsort(-conf[wrong], kind="stable")][:count]
+    acc = float(np.mean(pred == y_test))
+    paths = []
+
+    def emit(name, make):
+        path = os.path.join(directory, name)
+        fig = make(path)
+        _close(fig)
+        paths.append(path)
+
+    emit("history.png", lambda p: plot_history(history, path=p, title="training curves"))
+    first = np.arange(min(count, len(pred)))
+    emit("test_digits.png", lambda p: show_digits(
+        x_test[first], y_test[first], pred[first], conf[first], path=p,
+        title=f"first {len(first)} test digits (test accuracy {acc:.4f})"))
+    emit("confident_errors.png", lambda p: show_digits(
+        x_test[worst], y_test[worst], pred[worst], conf[worst], path=p,
+        title=f"the {len(worst)} most confidently wrong of {len(wrong)} misclassified"))
+    emit("confusion.png", lambda p: plot_confusion(y_test, pred, path=p,
+                                                   num_classes=probs.shape[1]))
+    return paths
