@@ -190,7 +190,13 @@ def plot_history(history, path=None, title=None):
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(metric)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        longest = max((len(h[k]) for h in runs.values() for k in (metric, f"val_{metric}")
+                       if k in h), default=0)
+        if longest <= 20:
+            ax.set_xticks(range(1, longest + 1))         # one tick per epoch
+        else:
+            from matplotlib.ticker import MaxNLocator
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     if title:

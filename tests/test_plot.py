@@ -141,6 +141,7 @@ def test_plot_history_from_history_object():
     assert _lines(loss_ax) == {"training": [0.5, 0.3], "validation": [0.6, 0.4]}
     assert _lines(acc_ax) == {"training": [0.8, 0.9], "validation": [0.75, 0.85]}
     assert list(loss_ax.get_lines()[0].get_xdata()) == [1, 2]
+    assert list(loss_ax.get_xticks()) == [1, 2]                   # whole epochs only
 
 
 @needs_mpl
