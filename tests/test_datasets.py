@@ -45,6 +45,16 @@ def hashes(arrays):
     return {k: hashlib.sha256(arrays[k].tobytes()).hexdigest() for k in KEYS}
 
 
+def idx_bytes(a):
+    """The uncompressed IDX encoding of a uint8 array, written by hand."""
+    return bytes([0, 0, 0x08, a.ndim]) + np.asarray(a.shape, ">u4").tobytes() + a.tobytes()
+
+
+def idx_hashes(arrays):
+    """What fashion_mnist.EXPECTED_SHA256 holds for these arrays."""
+    return {k: hashlib.sha256(idx_bytes(arrays[k])).hexdigest() for k in KEYS}
+
+
 def npz_bytes(arrays, compressed=True):
     buf = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buf, **arrays)
@@ -114,6 +124,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist, "_pip_download", no_pip)
     monkeypatch.setattr(mnist, "EXPECTED_SHA256", hashes(fake_mnist()))
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "no-system-dir")
+    monkeypatch.setattr(fashion_mnist, "EXPECTED_SHA256", idx_hashes(fake_fashion()))
     monkeypatch.chdir(tmp_path)
     return e
 
@@ -319,12 +330,13 @@ def _tamper(data, how):
     ("missing", "missing arrays ['y_test']"),
 ])
 def test_tampered_data_is_rejected(env, how, message):
+    # a file the caller names is that file or an error: no quiet fall-back to the caches
+    write_npz(env.cache_file, fake_mnist())
     src = write_npz(env.tmp / "d" / "mnist.npz", _tamper(fake_mnist(), how))
-    with pytest.warns(UserWarning, match="not using file"):
-        with pytest.raises(DatasetUnavailableError) as info:
-            mnist.load_data(src)
+    with pytest.raises(ValueError) as info:
+        mnist.load_data(src)
+    assert str(info.value).startswith(f"mnist.load_data: {src}: ")
     assert message in str(info.value)
-    assert info.value.attempts[0][0] == f"file {src}"
 
 
 def test_default_hashes_are_the_real_ones():
@@ -343,7 +355,7 @@ def test_default_hashes_are_the_real_ones():
 def test_real_hashes_reject_fake_data(env, monkeypatch):
     monkeypatch.setattr(mnist, "EXPECTED_SHA256", REAL_SHA256)
     src = write_npz(env.tmp / "d" / "mnist.npz", fake_mnist())
-    with pytest.warns(UserWarning), pytest.raises(DatasetUnavailableError, match="mismatch"):
+    with pytest.raises(ValueError, match="mismatch"):
         mnist.load_data(src)
 
 
@@ -548,8 +560,7 @@ def test_malformed_idx_names_file_and_problem(tmp_path, data, fragment):
 
 
 def fake_fashion(seed=2):
-    data = fake_mnist(seed, n_train=6, n_test=4)
-    return data
+    return fake_mnist(seed, n_train=6, n_test=4)
 
 
 def write_fashion(directory, data, compress=True):
@@ -572,9 +583,15 @@ def test_fashion_search_order_cache_then_system(env, monkeypatch):
     cached, system = fake_fashion(3), fake_fashion(4)
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", env.tmp / "usr-share")
     write_fashion(env.tmp / "usr-share", system)
+    monkeypatch.setattr(fashion_mnist, "EXPECTED_SHA256", idx_hashes(system))
     assert_mnist(fashion_mnist.load_data(), system)
     write_fashion(env.pbn_home / "datasets" / "fashion-mnist", cached)
+    monkeypatch.setattr(fashion_mnist, "EXPECTED_SHA256", idx_hashes(cached))
     assert_mnist(fashion_mnist.load_data(), cached)
+    # a cached copy that is not Fashion-MNIST is reported and the next directory used
+    monkeypatch.setattr(fashion_mnist, "EXPECTED_SHA256", idx_hashes(system))
+    with pytest.warns(UserWarning, match="not using .*fashion-mnist.*sha256"):
+        assert_mnist(fashion_mnist.load_data(), system)
 
 
 def test_fashion_system_dir_is_debians():

@@ -8,6 +8,8 @@ not by the file name).
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import math
 import os
 import zlib
@@ -30,66 +32,112 @@ IDX_DTYPES = {
 }
 _CODES = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
 
 
-def read_idx(source) -> np.ndarray:
+def read_idx(source, *, max_bytes=None) -> np.ndarray:
     """Read an IDX file (plain or gzip) into a native-byte-order NumPy array.
 
     ``source`` is a path (str or os.PathLike) or a binary file object. A malformed file
     raises ``ValueError`` naming the file and the problem: bad magic, unknown dtype code,
     dimensions that do not match the payload length, truncated or corrupt gzip.
+    ``max_bytes``: refuse (ValueError) a payload larger than this, before reading it.
+
+    Nothing is allocated before the header is checked against the data present: a plain
+    file's size is compared first, a gzip stream is decompressed in chunks and stops at
+    the first byte past what the header announces.
     """
+    return _read(source, "read_idx", max_bytes)[0]
+
+
+def _read(source, op, max_bytes=None):
+    """(array, sha256 of the decompressed IDX bytes) of ``source``; errors say ``op``."""
     if isinstance(source, (str, os.PathLike)):
         path = as_path(source, "source")
         name = str(path)
-        with open(path, "rb") as f:
-            data = f.read()
-    elif hasattr(source, "read"):
+        try:
+            with open(path, "rb") as f:
+                return _read_stream(f, name, op, max_bytes, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and op == "read_idx":
+                raise
+            raise ValueError(f"{op}: {name}: unreadable ({exc})") from None
+    if hasattr(source, "read"):
         name = str(getattr(source, "name", "<file object>"))
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"read_idx: file object {name} must be opened in binary mode")
-    else:
-        raise TypeError(
-            f"read_idx expects a path or a binary file object, not {type(source).__name__}"
-        )
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise ValueError(f"{name}: corrupt or truncated gzip data ({exc})") from None
-    return _parse(data, name)
+        return _read_stream(io.BytesIO(data), name, op, max_bytes, len(data))
+    raise TypeError(
+        f"read_idx expects a path or a binary file object, not {type(source).__name__}"
+    )
 
 
-def _parse(data: bytes, name: str) -> np.ndarray:
-    if len(data) < 4:
-        raise ValueError(f"{name}: not an IDX file: {len(data)} bytes, shorter than the header")
-    if data[0] != 0 or data[1] != 0:
-        raise ValueError(
-            f"{name}: not an IDX file: bad magic {data[:4].hex()} (must start with 0000)"
-        )
-    code, ndim = data[2], data[3]
-    if code not in IDX_DTYPES:
-        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise ValueError(f"{name}: unknown IDX dtype code 0x{code:02X} (known: {known})")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(
-            f"{name}: truncated IDX header: {ndim} dimensions need {header} bytes, "
-            f"file has {len(data)}"
-        )
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = IDX_DTYPES[code]
-    expected = math.prod(shape) * dtype.itemsize
-    got = len(data) - header
-    if got != expected:
-        problem = "truncated" if got < expected else "trailing bytes"
-        raise ValueError(
-            f"{name}: IDX size mismatch ({problem}): dims {shape} of {dtype.name} need "
-            f"{expected} payload bytes, file has {got}"
-        )
-    flat = np.frombuffer(data, dtype=dtype, offset=header)
-    return flat.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+def _read_stream(f, name, op, max_bytes, size):
+    def fail(problem):
+        return ValueError(f"{op}: {name}: {problem}")
+
+    compressed = f.read(2) == _GZIP_MAGIC
+    f.seek(0)
+    stream = gzip.GzipFile(fileobj=f, mode="rb") if compressed else f
+    digest = hashlib.sha256()
+    try:
+        head = _take(stream, 4)
+        if len(head) < 4:
+            raise fail(f"not an IDX file: {len(head)} bytes, shorter than the header")
+        if head[0] != 0 or head[1] != 0:
+            raise fail(f"not an IDX file: bad magic {head.hex()} (must start with 0000)")
+        code, ndim = head[2], head[3]
+        if code not in IDX_DTYPES:
+            known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+            raise fail(f"unknown IDX dtype code 0x{code:02X} (known: {known})")
+        dims = _take(stream, 4 * ndim)
+        if len(dims) < 4 * ndim:
+            raise fail(f"truncated IDX header: {ndim} dimensions need {4 + 4 * ndim} bytes, "
+                       f"file has {4 + len(dims)}")
+        shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+        dtype = IDX_DTYPES[code]
+        expected = math.prod(shape) * dtype.itemsize
+        if max_bytes is not None and expected > max_bytes:
+            raise fail(f"dims {shape} of {dtype.name} need {expected} payload bytes, more "
+                       f"than the {max_bytes} this file can hold")
+        digest.update(head)
+        digest.update(dims)
+        if not compressed and size - len(head) - len(dims) != expected:
+            got = size - len(head) - len(dims)
+            raise fail(_mismatch(shape, dtype, expected, got))
+        payload = _take(stream, expected, allocate=not compressed)
+        got = len(payload)
+        if got == expected:
+            got += len(_take(stream, 1 << 16))    # anything after it (and gzip's CRC check)
+        if got != expected:
+            raise fail(_mismatch(shape, dtype, expected, got, at_least=got > expected))
+    except (EOFError, OSError, zlib.error) as exc:
+        raise fail(f"corrupt or truncated gzip data ({exc})") from None
+    digest.update(payload)
+    flat = np.frombuffer(payload, dtype=dtype)
+    return flat.astype(dtype.newbyteorder("="), copy=True).reshape(shape), digest.hexdigest()
+
+
+def _mismatch(shape, dtype, expected, got, at_least=False):
+    problem = "truncated" if got < expected else "trailing bytes"
+    return (f"IDX size mismatch ({problem}): dims {shape} of {dtype.name} need {expected} "
+            f"payload bytes, file has {'at least ' if at_least else ''}{got}")
+
+
+def _take(stream, n, allocate=False):
+    """Up to n bytes of stream. Read in chunks, so a claimed size costs memory only as the
+    data really arrives (``allocate``: n is known to be there, read it at once)."""
+    if allocate:
+        return stream.read(n)
+    chunks, left = [], n
+    while left > 0:
+        chunk = stream.read(min(left, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def write_idx(path, array, *, compress: bool | None = None) -> None:

