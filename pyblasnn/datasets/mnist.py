@@ -96,7 +96,8 @@ def load_data(path="mnist.npz"):
     exactly the arrays of ``keras.datasets.mnist.load_data()``.
 
     ``path``: a bare file name is the name of the copy in the caches (Keras' meaning); a
-    path to an existing file, or any path with a directory part, is read first. Raises
+    path to an existing file, or any path with a directory part, is read first: if it
+    exists but is corrupt or not MNIST, ``ValueError`` (no other source is tried). Raises
     ``DatasetUnavailableError`` (an ``OSError``) listing every source tried and why it
     failed when none works.
     """
