@@ -3,11 +3,15 @@
 Events (Keras' names): ``on_train_begin/end(logs)``, ``on_epoch_begin(epoch)``,
 ``on_epoch_end(epoch, logs)``, ``on_train_batch_end(batch, logs)`` (running means so far),
 ``on_test_begin/end(logs)``, ``on_predict_begin/end()``. ``History`` records each epoch's
-logs; ``ProgbarLogger`` prints the progress bar (``pyblasnn.progress.Progbar``).
+logs; ``ProgbarLogger`` prints the progress bar (``pyblasnn.progress.Progbar``);
+``TerminateOnNaN`` ends training quietly at the first nan / inf loss. A callback ends ``fit``
+after the current step by setting ``self.model.stop_training = True`` (Keras' protocol).
 """
+import math
+
 from .progress import Progbar
 
-__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger"]
+__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "TerminateOnNaN"]
 
 
 class Callback:
@@ -103,7 +107,11 @@ class CallbackList:
 
 
 class History(Callback):
-    """Per-epoch results of ``fit``: ``history.history["loss"]``, ``["accuracy"]``, ..."""
+    """Per-epoch results of ``fit``: ``history.history["loss"]``, ``["accuracy"]``, ...
+
+    ``fit`` makes one and sets it as ``model.history`` when training begins, so after a
+    Ctrl-C it still holds every epoch completed before the interrupt.
+    """
 
     def __init__(self):
         super().__init__()
@@ -160,3 +168,35 @@ class ProgbarLogger(Callback):
 
     def on_predict_end(self, logs=None):
         self._bar.update(self.params.get("steps", 0), [], finalize=True)
+
+
+class TerminateOnNaN(Callback):
+    """Keras' ``TerminateOnNaN``: stop training, without an error, after the first step whose
+    running loss is nan or inf.
+
+    ``fit`` already stops with ``NonFiniteLossError`` by default (``stop_on_nan=True``),
+    before that step's update; this callback is for ``fit(..., stop_on_nan=False)``, where it
+    lets the step finish (its update is applied, as in Keras), prints one line and sets
+    ``model.stop_training``; the epoch's logs are then those of the steps run.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at = None              # (epoch, batch), 0-based, once it stopped fit
+        self._epoch = 0
+
+    def __repr__(self):
+        return f"TerminateOnNaN(stopped_at={self.stopped_at})"
+
+    def on_train_begin(self, logs=None):
+        self.stopped_at = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training", flush=True)
+            self.stopped_at = (self._epoch, batch)
+            self.model.stop_training = True

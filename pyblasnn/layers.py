@@ -8,7 +8,9 @@ The layer contract (``Layer``), which is all ``Sequential`` and its training loo
   weight's gradient buffer) for that input shape; ``rng`` is a numpy Generator.
 - ``forward(x, out, training=False)``: the output for the batch ``x``, written into the given
   buffer ``out`` (batch, *output_shape); a layer that only reshapes or passes its input
-  through returns a view of ``x`` instead. Allocates nothing on the training path.
+  through returns a view of ``x`` instead. Allocates nothing on the training path. With
+  ``training=False`` it must change no state of the layer (only ``out``): inference runs
+  from several threads at once, and beside a training step of another thread.
 - ``backward(dy, x, y, dx)``: from ``dy`` = dL/d(output) (a workspace the layer may overwrite),
   its input ``x`` and output ``y``, fill the layer's own gradient buffers (``gradients``) and
   return dL/dx: written into ``dx``, or a view of ``dy``; ``dx`` None means the input gradient
@@ -406,6 +408,7 @@ class Dropout(Layer):
         self._rng = None if seed is None else np.random.default_rng(self.seed)
         self._buffers = {}                  # (shape, dtype) -> (uniform, keep, mask)
         self.mask = None                    # the last training mask: 0 or 1 / (1 - rate)
+                                            # (inference neither uses nor clears it)
 
     def __repr__(self):
         return f"Dropout({self.rate:g}, name={self.name!r})"
@@ -423,7 +426,9 @@ class Dropout(Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
     def forward(self, x, out, training=False):
-        if not training or self.rate == 0.0:
+        if not training:                    # inference changes nothing (thread-safe)
+            return x
+        if self.rate == 0.0:
             self.mask = None
             return x
         if self._rng is None:

@@ -36,6 +36,9 @@ class Sequential(Trainer):
     >>> model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy",
     ...               metrics=["accuracy"])
     >>> model.fit(x_train, y_train, epochs=5, batch_size=128)
+
+    Threads: ``predict`` / ``evaluate`` are thread-safe; one model trains in one thread at a
+    time (a concurrent ``fit`` raises RuntimeError); see ``pyblasnn.training``.
     """
 
     def __init__(self, layers=None, name=None):
@@ -46,7 +49,7 @@ class Sequential(Trainer):
         self.optimizer = self.loss = None
         self.metrics = []
         self.compiled = False
-        self._workspaces = {}
+        self._init_runtime()                # training lock, workspaces (pyblasnn.training)
         for layer in layers or []:
             self.add(layer)
 
@@ -128,7 +131,7 @@ class Sequential(Trainer):
             s = out
         self.input_shape = shape
         self._output_shapes = shapes
-        self._workspaces = {}
+        self._reset_workspaces()
 
     @property
     def weights(self):

@@ -14,7 +14,36 @@ layer's output and gradient, labels, per-row losses), so once warmed up a step a
 arrays: the batch is gathered with ``ops.take_rows`` into the workspace, each layer writes into
 its slot, the backward pass writes into the layers' gradient buffers and the optimizer updates
 in place. The loop reports through callbacks (``pyblasnn.callbacks``); it prints nothing itself.
+
+Threads. ``predict`` and ``evaluate`` may run on one model from several threads at once: each
+thread gets its own inference workspaces (created on its first call for a batch size, freed
+with the thread), and the weights are only read. ``fit`` and ``train_on_batch`` update the
+model, so one model trains in one thread at a time: a second ``fit`` / ``train_on_batch``
+while one runs (in another thread, or from a callback of the running one) raises
+RuntimeError at once rather than interleaving updates; train copies of the model
+(``copy.deepcopy(model)``) to train in parallel. Different models are independent and may be
+trained in different threads. ``predict`` / ``evaluate`` during another thread's ``fit`` do
+run, on weights that change under them (possibly mid-step): synchronise yourself if that
+matters. Changing the model (``add``, ``build``, ``compile``, ``set_weights``,
+``load_weights``) while another thread uses it is not supported.
+
+Interrupts. Ctrl-C (SIGINT) in ``fit`` or ``train_on_batch`` lands on a step boundary: while a
+step's optimizer update runs, SIGINT is held back and raised as KeyboardInterrupt once the
+update is complete (main thread only; ``pyblasnn._interrupts``). After the interrupt every
+parameter and optimizer slot holds the state of the same completed step
+(``optimizer.iterations`` counts them), ``model.history`` holds the epochs completed before
+it, and calling ``fit`` again continues from there.
+
+Non-finite losses. The loss of every step is a float already, so ``fit`` checks it for free:
+a nan or inf loss stops training with ``NonFiniteLossError`` (a FloatingPointError) naming the
+epoch and step, before that step's update, so the weights are those the last finite-loss step
+left. ``fit(..., stop_on_nan=False)`` trains on regardless (Keras' behaviour); add
+``callbacks.TerminateOnNaN()`` to end such a run quietly at the first non-finite loss instead.
 """
+import contextlib
+import math
+import threading
+
 import numpy as np
 
 from . import _validation as _v
@@ -22,27 +51,44 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import ops
 from . import optimizers as _optimizers
+from ._interrupts import SigintDeferral
 from .callbacks import CallbackList, History, ProgbarLogger
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "NonFiniteLossError"]
+
+_NO_DEFERRAL = contextlib.nullcontext()
+
+
+class NonFiniteLossError(FloatingPointError):
+    """``fit`` stopped on a nan or inf loss; ``epoch`` and ``step`` (1-based) say where,
+    ``loss`` is the value. The update of that step was not applied."""
+
+    def __init__(self, message, epoch=None, step=None, loss=None):
+        super().__init__(message)
+        self.epoch, self.step, self.loss = epoch, step, loss
 
 
 class _Workspace:
     """Every array one step needs for one batch size, allocated once."""
 
-    def __init__(self, model, batch):
+    def __init__(self, model, batch, training=True):
         dt = model.dtype
         self.batch = batch
-        self.x = np.empty((batch, *model.input_shape), dtype=dt)
-        self.x_rows = self.x.reshape(batch, -1)        # the same memory, one row per sample
-        self.labels = np.empty(batch, dtype=np.intp)
         self.acts = [np.empty((batch, *s), dtype=dt) for s in model._output_shapes]
-        self.grads = [np.empty((batch, *s), dtype=dt) for s in model._output_shapes]
         self.row_loss = np.empty(batch, dtype=np.float64)
         self.outs = [None] * len(self.acts)             # what each layer returned this step
+        if training:
+            self.x = np.empty((batch, *model.input_shape), dtype=dt)
+            self.x_rows = self.x.reshape(batch, -1)    # the same memory, one row per sample
+            self.labels = np.empty(batch, dtype=np.intp)
+            self.grads = [np.empty((batch, *s), dtype=dt) for s in model._output_shapes]
+        else:                                           # predict / evaluate: no gradients
+            self.x = self.x_rows = self.labels = None
+            self.grads = []
 
     def arrays(self):
-        return [self.x, self.labels, self.row_loss, *self.acts, *self.grads]
+        return [a for a in (self.x, self.labels, self.row_loss, *self.acts, *self.grads)
+                if a is not None]
 
 
 def _check_verbose(op, verbose):
@@ -95,9 +141,50 @@ class Trainer:
         self._steps, self._loss_on_logits = steps, on_logits
 
     def _layers_changed(self):
-        self._workspaces = {}
+        self._reset_workspaces()
         if self.compiled:
             self._plan_steps()
+
+    # -- per-model runtime state: workspaces, the training lock ----------------------------
+    def _init_runtime(self):
+        """The training lock and empty workspaces (called by the model's __init__)."""
+        self._train_lock = threading.Lock()
+        self._training_thread = None
+        self._reset_workspaces()
+
+    def _reset_workspaces(self):
+        """Forget every workspace (the shapes changed): the training set and every thread's
+        inference set (a fresh thread-local; threads mid-call keep the arrays they hold)."""
+        self._workspaces = {}
+        self._inference = threading.local()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for key in ("_train_lock", "_training_thread", "_workspaces", "_inference"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    @contextlib.contextmanager
+    def _training(self, op):
+        """Hold the model's training lock (never waits: a model trains in one thread)."""
+        if not self._train_lock.acquire(blocking=False):
+            where = ("in this thread (a callback of the running fit?)"
+                     if self._training_thread == threading.get_ident() else "in another thread")
+            raise RuntimeError(f"{op}: this model is already being trained {where}; one model "
+                               f"trains in one thread at a time (fit / train_on_batch). To "
+                               f"train in parallel, train a copy per thread "
+                               f"(copy.deepcopy(model)); predict / evaluate may run from "
+                               f"several threads")
+        self._training_thread = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._training_thread = None
+            self._train_lock.release()
 
     def _require_compiled(self, op):
         if not self.compiled:
@@ -134,9 +221,21 @@ class Trainer:
         return _v.as_sparse_labels(op, y, n, classes[-1] if len(classes) == 1 else None)
 
     def _workspace(self, batch):
+        """The training workspace for this batch size (used under the training lock)."""
         ws = self._workspaces.get(batch)
         if ws is None:
             ws = self._workspaces[batch] = _Workspace(self, batch)
+        return ws
+
+    def _inference_workspace(self, batch):
+        """This thread's predict / evaluate workspace for this batch size."""
+        local = self._inference
+        cache = getattr(local, "workspaces", None)
+        if cache is None:
+            cache = local.workspaces = {}
+        ws = cache.get(batch)
+        if ws is None:
+            ws = cache[batch] = _Workspace(self, batch, training=False)
         return ws
 
     # -- one step -------------------------------------------------------------------------
@@ -148,20 +247,28 @@ class Trainer:
             a = outs[i] = step.forward(a, acts[i], training)
         return a
 
-    def _train_step(self, x, labels, ws):
-        """Forward, (fused) loss + its gradient, backward, optimizer update. (loss, correct)."""
+    def _train_step(self, x, labels, ws, deferral=_NO_DEFERRAL, stop_on_nan=False):
+        """Forward, (fused) loss + its gradient, backward, optimizer update. (loss, correct).
+
+        The update runs inside ``deferral`` (a SIGINT then waits for its end). With
+        ``stop_on_nan`` a nan / inf loss returns before the backward pass: nothing updated.
+        """
         out = self._forward(x, ws, True)
         grads, outs, steps = ws.grads, ws.outs, self._steps
         loss, correct = self.loss.compute(out, labels, grad_out=grads[-1], row_loss=ws.row_loss,
                                           logits=self._loss_on_logits)
+        if stop_on_nan and not math.isfinite(loss):
+            return loss, correct
         g = grads[-1]
         for i in range(len(steps) - 1, 0, -1):
             g = steps[i].backward(g, outs[i - 1], outs[i], grads[i - 1])
         steps[0].backward(g, x, outs[0], None)
-        self.optimizer.apply(self._params, self._grads)
+        with deferral:
+            self.optimizer.apply(self._params, self._grads)
         return loss, correct
 
-    def _fit_batch(self, x, labels, order, start, stop, x_rows=None):
+    def _fit_batch(self, x, labels, order, start, stop, x_rows=None, deferral=_NO_DEFERRAL,
+                   stop_on_nan=False):
         """One step of fit on samples order[start:stop] (or start:stop when order is None).
 
         Shuffled rows are gathered into the workspace (ops.take_rows, np.take with out=), so
@@ -176,7 +283,7 @@ class Trainer:
             yb = np.take(labels, idx, out=ws.labels, mode="clip")
         else:
             xb, yb = x[start:stop], labels[start:stop]
-        return self._train_step(xb, yb, ws)
+        return self._train_step(xb, yb, ws, deferral, stop_on_nan)
 
     def _start_training(self, x, rng=None):
         if not self.built:
@@ -184,14 +291,25 @@ class Trainer:
         self._params, self._grads = self.weights, self.gradients
 
     def train_on_batch(self, x, y, return_dict=False):
-        """One optimizer step on (x, y); returns [loss, accuracy...] like Keras."""
+        """One optimizer step on (x, y); returns [loss, accuracy...] like Keras.
+
+        A Ctrl-C lands before or after the whole update, never inside it. The loss is not
+        checked for nan (the caller holds it).
+        """
         self._require_compiled("train_on_batch")
         x = self._prepare_x("train_on_batch", x)
         labels = self._prepare_y("train_on_batch", y, x.shape[0], x)
-        self._start_training(x)
         if x.shape[0] == 0:
             raise ValueError("train_on_batch: x has no samples")
-        loss, correct = self._train_step(x, labels, self._workspace(x.shape[0]))
+        deferral = SigintDeferral()
+        with self._training("train_on_batch"):
+            self._start_training(x)
+            deferral.install()
+            try:
+                loss, correct = self._train_step(x, labels, self._workspace(x.shape[0]),
+                                                 deferral)
+            finally:
+                deferral.uninstall()
         return self._results(self._log_values(loss, correct, x.shape[0], scaled=False),
                              return_dict)
 
@@ -203,19 +321,31 @@ class Trainer:
 
     # -- fit / evaluate / predict ---------------------------------------------------------
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0,
-            validation_data=None, shuffle=True, seed=None, callbacks=None):
+            validation_data=None, shuffle=True, seed=None, callbacks=None, stop_on_nan=True):
         """Train for ``epochs`` passes over (x, y) in minibatches; returns a ``History``.
 
         ``seed`` fixes weight initialisation (if not built yet), dropout masks and the
         per-epoch shuffles (numpy Generator), so two runs give bit-identical losses and
         weights. ``validation_split`` holds out the last fraction of (x, y) before shuffling,
-        as Keras. ``callbacks``: more ``pyblasnn.callbacks.Callback`` objects.
+        as Keras. ``callbacks``: more ``pyblasnn.callbacks.Callback`` objects; one may set
+        ``model.stop_training = True`` to end training after the current step.
+
+        ``stop_on_nan`` (default True): a nan or inf training loss raises
+        ``NonFiniteLossError`` (a FloatingPointError) naming the epoch and step; that step's
+        update is not applied. False: train on whatever the loss (Keras' behaviour; add
+        ``callbacks.TerminateOnNaN()`` to stop quietly instead).
+
+        Ctrl-C (KeyboardInterrupt) lands between optimizer steps, never inside one; after it
+        ``model.history`` holds the completed epochs and ``fit`` can be called again to go on.
+        One model trains in one thread at a time: a concurrent ``fit`` raises RuntimeError.
         """
         self._require_compiled("fit")
         batch_size = _check_batch_size("fit", batch_size)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
         verbose = _check_verbose("fit", verbose)
+        if not isinstance(stop_on_nan, (bool, np.bool_)):
+            raise TypeError(f"fit: stop_on_nan must be a bool, got {stop_on_nan!r}")
         x = self._prepare_x("fit", x)
         labels = self._prepare_y("fit", y, x.shape[0], x)
         split = _v._check_real("fit", "validation_split", validation_split)
@@ -235,45 +365,92 @@ class Trainer:
             labels, y_val = labels[:-n_val], labels[-n_val:]
         else:
             x_val = y_val = None
-        n = x.shape[0]
-        if n == 0:
+        if x.shape[0] == 0:
             raise ValueError("fit: x has no samples")
+        with self._training("fit"):
+            deferral = SigintDeferral()
+            deferral.install()
+            try:
+                return self._fit_loop(x, labels, x_val, y_val, batch_size, epochs, verbose,
+                                      shuffle, seed, callbacks, bool(stop_on_nan), deferral)
+            finally:
+                deferral.uninstall()
+
+    def _fit_loop(self, x, labels, x_val, y_val, batch_size, epochs, verbose, shuffle, seed,
+                  callbacks, stop_on_nan, deferral):
+        n = x.shape[0]
         init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
         self._start_training(x, rng=np.random.default_rng(init_seq))
         x_rows = x.reshape(n, -1)
         rng = np.random.default_rng(shuffle_seq)
         order = np.arange(n, dtype=np.intp)
         steps = -(-n // batch_size)
-        history = History()
-        cbs = [history] + ([ProgbarLogger(verbose)] if verbose else []) + list(callbacks or [])
-        cbs = CallbackList(cbs, model=self,
-                           params={"verbose": verbose, "epochs": epochs, "steps": steps})
+        history = self.history = History()
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        history.set_model(self)
+        history.set_params(params)
+        cbs = ([ProgbarLogger(verbose)] if verbose else []) + list(callbacks or [])
+        cbs = CallbackList(cbs, model=self, params=params)
         batch_logs = cbs.wants_batch_logs
+        self.stop_training = False
+        history.on_train_begin()
         cbs.on_train_begin()
+        logs = {}
         for epoch in range(epochs):
             cbs.on_epoch_begin(epoch)
             if shuffle:
                 rng.shuffle(order)
             loss_sum = 0.0
             correct_sum = 0
+            stop = 0
             for step in range(steps):
                 start = step * batch_size
                 stop = min(start + batch_size, n)
                 loss, correct = self._fit_batch(x, labels, order if shuffle else None,
-                                                start, stop, x_rows)
+                                                start, stop, x_rows, deferral, stop_on_nan)
+                if stop_on_nan and not math.isfinite(loss):
+                    raise self._non_finite_loss(loss, epoch, epochs, step, steps,
+                                                x_rows, order if shuffle else None, start, stop)
                 loss_sum += loss * (stop - start)
                 correct_sum += correct
                 if batch_logs:
                     cbs.on_train_batch_end(step, dict(self._log_values(loss_sum, correct_sum,
                                                                        stop)))
-            logs = dict(self._log_values(loss_sum, correct_sum, n))
+                    if self.stop_training:
+                        break
+            logs = dict(self._log_values(loss_sum, correct_sum, stop))
             if x_val is not None:
                 val = self._evaluate_arrays(x_val, y_val, batch_size)
                 logs.update(("val_" + k, v) for k, v in self._log_values(*val))
+            with deferral:                  # the record of completed epochs is never torn
+                history.on_epoch_end(epoch, logs)
             cbs.on_epoch_end(epoch, logs)
-        cbs.on_train_end(logs if epochs else {})
-        self.history = history
+            if self.stop_training:
+                break
+        history.on_train_end(logs)
+        cbs.on_train_end(logs)
         return history
+
+    def _non_finite_loss(self, loss, epoch, epochs, step, steps, x_rows, order, start, stop):
+        """The error for a nan / inf loss at (epoch, step), 0-based; says what is known."""
+        rows = x_rows[start:stop] if order is None else x_rows[order[start:stop]]
+        bad_inputs = int(rows.size - np.count_nonzero(np.isfinite(rows)))
+        bad_weights = sum(int(w.size - np.count_nonzero(np.isfinite(w))) for w in self.weights)
+        if bad_inputs:
+            cause = (f"this batch's inputs hold {bad_inputs} non-finite value"
+                     f"{'s' if bad_inputs != 1 else ''} (nan/inf in x): clean the data")
+        elif bad_weights:
+            cause = (f"{bad_weights} weight{'s are' if bad_weights != 1 else ' is'} already "
+                     f"non-finite (an earlier update overflowed): lower the learning rate")
+        else:
+            cause = "the inputs and weights are finite: lower the learning rate"
+        done = self.optimizer.iterations
+        return NonFiniteLossError(
+            f"fit: loss is {loss} at epoch {epoch + 1}/{epochs}, step {step + 1}/{steps}; "
+            f"training stopped before that step's update, so the weights are those of the "
+            f"last completed step ({done} optimizer steps in all); {cause}. Pass "
+            f"stop_on_nan=False to train on regardless.",
+            epoch=epoch + 1, step=step + 1, loss=loss)
 
     def _log_values(self, loss_sum, correct_sum, count, scaled=True):
         """[("loss", mean), (metric, mean), ...]; ``scaled``: loss_sum is a sum over samples."""
@@ -287,7 +464,7 @@ class Trainer:
         loss_sum, correct_sum = 0.0, 0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            ws = self._workspace(stop - start)
+            ws = self._inference_workspace(stop - start)
             out = self._forward(x[start:stop], ws, False)
             loss, correct = self.loss.compute(out, labels[start:stop], row_loss=ws.row_loss,
                                               logits=self._loss_on_logits)
@@ -297,7 +474,11 @@ class Trainer:
 
     def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False, callbacks=None):
         """Mean loss and metrics on (x, y): ``[loss, accuracy]`` (just loss without metrics);
-        ``return_dict=True``: ``{"loss": ..., "accuracy": ...}``."""
+        ``return_dict=True``: ``{"loss": ..., "accuracy": ...}``.
+
+        Thread-safe: several threads may evaluate (and predict with) one model at once, each
+        on its own workspaces; the result is the one a single thread gets, bit for bit.
+        """
         self._require_compiled("evaluate")
         batch_size = _check_batch_size("evaluate", batch_size)
         verbose = _check_verbose("evaluate", verbose)
@@ -316,7 +497,11 @@ class Trainer:
         return self._results(values, return_dict)
 
     def predict(self, x, batch_size=32, verbose=0, callbacks=None):
-        """Model outputs for x, batch by batch (softmax probabilities for the book model)."""
+        """Model outputs for x, batch by batch (softmax probabilities for the book model).
+
+        Thread-safe: several threads may predict with (and evaluate) one model at once, each
+        on its own workspaces; the result is the one a single thread gets, bit for bit.
+        """
         batch_size = _check_batch_size("predict", batch_size)
         verbose = _check_verbose("predict", verbose)
         x = self._prepare_x("predict", x)
@@ -332,7 +517,7 @@ class Trainer:
         last = len(self.layers) - 1
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            acts = self._workspace(stop - start).acts
+            acts = self._inference_workspace(stop - start).acts
             a, rows = x[start:stop], out[start:stop]
             for i, layer in enumerate(self.layers):
                 a = layer.forward(a, rows if i == last else acts[i], False)
