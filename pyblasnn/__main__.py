@@ -7,8 +7,14 @@
 The default optimizer is SGD(learning_rate=0.1, momentum=0.9): on MNIST it reaches test
 accuracy >= 0.978 in 5 epochs, like the book's RMSprop (learning_rate=0.001) but at the same
 cost per step and with fewer epochs to get there.
+
+Errors in the arguments give one line on stderr and exit code 2. Ctrl-C during training stops
+on a step boundary: with ``--save`` the model of the last completed step is saved, then one
+line says what was kept and the exit code is 130 (128 + SIGINT), as for any interrupt.
 """
 import argparse
+import os
+import signal
 import sys
 import time
 
@@ -17,8 +23,18 @@ DEFAULT_LR = {"sgd": 0.1, "rmsprop": 0.001}
 DEFAULT_MOMENTUM = {"sgd": 0.9, "rmsprop": 0.0}
 
 
+EXIT_INTERRUPTED = 130                  # 128 + SIGINT, the shell's code for Ctrl-C
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage block): ``pyblasnn: error: ...``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="pyblasnn",
         description="Train the MNIST network of Deep Learning with Python (ch. 2) on "
                     "pyblasnn's kernels: Dense(512, relu) -> Dense(10, softmax).")
@@ -56,6 +72,12 @@ def _check_args(parser, args):
         parser.error(f"--train-samples must be >= 1, got {args.train_samples}")
     if args.threads is not None and args.threads < 1 and args.threads != -1:
         parser.error(f"--threads must be >= 1 or -1, got {args.threads}")
+    if args.save is not None:               # found out now, not after the training run
+        folder = os.path.dirname(os.path.abspath(args.save))
+        if os.path.isdir(args.save):
+            parser.error(f"--save {args.save}: is a directory; give a file path")
+        if not os.path.isdir(folder):
+            parser.error(f"--save {args.save}: the directory {folder} does not exist")
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
@@ -93,6 +115,29 @@ def plot_history(history, path):
 
 
 def main(argv=None):
+    """Run the CLI; returns the exit code (0, 1: data or file error, 2: bad argument,
+    130: interrupted)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:               # outside training (loading, evaluating, saving)
+        print("pyblasnn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _save(model, path):
+    """model.save with Ctrl-C ignored meanwhile (the file is written atomically anyway)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:                      # not the main thread
+        previous = None
+    try:
+        model.save(path)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
@@ -101,7 +146,10 @@ def main(argv=None):
     from pyblasnn import layers, optimizers
 
     if args.threads is not None:
-        pyblasnn.set_num_threads(args.threads)
+        try:
+            pyblasnn.set_num_threads(args.threads)
+        except (TypeError, ValueError) as exc:
+            parser.error(f"--threads {args.threads}: {exc}")
     lr = args.learning_rate if args.learning_rate is not None else DEFAULT_LR[args.optimizer]
     momentum = args.momentum if args.momentum is not None else DEFAULT_MOMENTUM[args.optimizer]
     try:
@@ -114,7 +162,7 @@ def main(argv=None):
 
     try:
         (x_train, y_train), (x_test, y_test) = load_dataset(args.dataset)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"pyblasnn: cannot load {args.dataset}: {exc}", file=sys.stderr)
         return 1
     if args.train_samples is not None:
@@ -130,8 +178,14 @@ def main(argv=None):
           flush=True)
 
     start = time.perf_counter()
-    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        verbose=args.verbose, seed=None if args.seed < 0 else args.seed)
+    try:
+        history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                            verbose=args.verbose, seed=None if args.seed < 0 else args.seed)
+    except KeyboardInterrupt:
+        return _interrupted(model, args)
+    except FloatingPointError as exc:       # NonFiniteLossError: nan / inf loss
+        print(f"pyblasnn: {exc}", file=sys.stderr)
+        return 1
     train_seconds = time.perf_counter() - start
     test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=args.batch_size,
                                          verbose=0)
@@ -140,12 +194,41 @@ def main(argv=None):
     print(f"seconds per epoch: {per_epoch:.2f}  samples per second: "
           f"{x_train.shape[0] / per_epoch:,.0f}")
     if args.save:
-        model.save(args.save)
+        try:
+            _save(model, args.save)
+        except OSError as exc:
+            print(f"pyblasnn: cannot save the model to {args.save}: {exc}", file=sys.stderr)
+            return 1
         print(f"saved model to {args.save}")
     if args.plot:
         plot_history(history, args.plot)
         print(f"saved plot to {args.plot}")
     return 0
+
+
+def _interrupted(model, args):
+    """Ctrl-C in fit: the model holds its last completed step; save it if asked, say so."""
+    if args.verbose == 1:
+        print(flush=True)                   # end the progress bar's line
+    steps = model.optimizer.iterations
+    history = getattr(model, "history", None)
+    epochs = len(history.epoch) if history is not None else 0
+    done = (f"interrupted after {steps} training step{'s' if steps != 1 else ''} "
+            f"({epochs} of {args.epochs} epochs complete)")
+    if not args.save:
+        print(f"pyblasnn: {done}; nothing saved (no --save)", file=sys.stderr)
+    elif steps == 0 and not model.built:
+        print(f"pyblasnn: {done}; nothing to save", file=sys.stderr)
+    else:
+        try:
+            _save(model, args.save)
+        except OSError as exc:
+            print(f"pyblasnn: {done}; cannot save the model to {args.save}: {exc}",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(f"pyblasnn: {done}; saved the model as of step {steps} to {args.save}",
+              file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
