@@ -56,8 +56,10 @@ def build_parser():
                    help="train on the first N training images only (quick runs)")
     p.add_argument("--save", metavar="PATH", default=None,
                    help="save the trained model (.npz: architecture, weights, optimizer state)")
-    p.add_argument("--plot", metavar="PATH", default=None,
-                   help="write a PNG of loss and accuracy per epoch (needs matplotlib)")
+    p.add_argument("--plot", metavar="DIR", default=None,
+                   help="write the training curves, the first test digits with their "
+                        "predictions, the most confidently wrong ones and the confusion "
+                        "matrix as PNGs into DIR (needs matplotlib: pip install -e \".[plot]\")")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
                    help="progress: 0 silent, 1 progress bar (default), 2 one line per epoch")
     return p
@@ -83,7 +85,9 @@ def _check_args(parser, args):
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error("--plot needs matplotlib, which is not installed "
-                         "(pip install matplotlib), or leave --plot out")
+                         "(pip install -e \".[plot]\"), or leave --plot out")
+        if os.path.exists(args.plot) and not os.path.isdir(args.plot):
+            parser.error(f"--plot {args.plot}: exists and is not a directory")
 
 
 def load_dataset(name):
@@ -95,23 +99,6 @@ def load_dataset(name):
     x_train = x_train.reshape((x_train.shape[0], -1)).astype("float32") / 255
     x_test = x_test.reshape((x_test.shape[0], -1)).astype("float32") / 255
     return (x_train, y_train), (x_test, y_test)
-
-
-def plot_history(history, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    epochs = range(1, len(history.history["loss"]) + 1)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, history.history["loss"], "o-", label="training loss")
-    ax_acc.plot(epochs, history.history["accuracy"], "o-", label="training accuracy")
-    for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
 
 
 def main(argv=None):
@@ -201,8 +188,15 @@ def _main(argv):
             return 1
         print(f"saved model to {args.save}")
     if args.plot:
-        plot_history(history, args.plot)
-        print(f"saved plot to {args.plot}")
+        from .plot import write_report_figures
+        try:
+            paths = write_report_figures(model, history, x_test, y_test, args.plot,
+                                         batch_size=1000)
+        except OSError as exc:
+            print(f"pyblasnn: cannot write the figures into {args.plot}: {exc}",
+                  file=sys.stderr)
+            return 1
+        print("saved figures: " + ", ".join(paths))
     return 0
 
 

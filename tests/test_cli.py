@@ -220,3 +220,27 @@ def test_ctrl_c_saves_the_last_completed_step_and_exits_130(tmp_path):
     assert twin.optimizer.iterations == steps
     for got, want in zip(model.get_weights(), twin.get_weights()):
         np.testing.assert_array_equal(got, want)
+
+
+def test_plot_dir_writes_the_report_figures(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 300)
+    monkeypatch.setattr(cli, "load_dataset", lambda name: ((x[:200], y[:200]), (x[200:], y[200:])))
+    out = tmp_path / "figures"
+    assert cli.main(["--epochs", "1", "--verbose", "0", "--plot", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["confident_errors.png", "confusion.png", "history.png", "test_digits.png"]
+    assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+    assert "saved figures:" in capsys.readouterr().out
+
+
+def test_plot_onto_a_file_is_refused(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(cli, "load_dataset", lambda name: pytest.fail("must not load data"))
+    target = tmp_path / "a.png"
+    target.write_bytes(b"")
+    with pytest.raises(SystemExit):
+        cli.main(["--plot", str(target)])
+    assert "is not a directory" in capsys.readouterr().err
