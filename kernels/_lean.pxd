@@ -5,7 +5,7 @@
 cimport numpy as cnp
 from cpython.long cimport PyLong_AsLongAndOverflow
 from cpython.pystate cimport PyThreadState
-from _openmp cimport omp_get_max_threads
+from _runtime cimport PBN_MAX_THREADS, pbn_default_team, pbn_team
 
 cdef extern from "Python.h":
     PyThreadState *PyEval_SaveThread()
@@ -67,16 +67,17 @@ cdef inline object lean_output(object out, cnp.ndarray like, int t):
 
 
 cdef inline int lean_threads(object n):
-    """Thread count of a lean call: None -> the OpenMP default, a positive int as given; 0 for
-    anything else, which the validated path resolves (-1) or rejects."""
+    """Thread count of a lean call: None -> the default (pbn_default_team), an int in
+    1..PBN_MAX_THREADS as given (through pbn_team: 1 in a forked child); 0 for anything
+    else, which the validated path resolves (-1) or rejects with its message."""
     cdef int overflow = 0
     cdef long v
     if n is None:
-        return omp_get_max_threads()
+        return pbn_default_team()
     if type(n) is int:
         v = PyLong_AsLongAndOverflow(n, &overflow)    # C-level: no Python comparisons
-        if overflow == 0 and 0 < v < 65536:
-            return <int>v
+        if overflow == 0 and 0 < v <= PBN_MAX_THREADS:
+            return pbn_team(<int>v)
     return 0
 
 

@@ -12,11 +12,19 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
+from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_RELU, PBN_PATH_RELU_BACKWARD,
+                       PBN_PATH_BINARY_FLAT, PBN_PATH_BINARY_ROWS, PBN_PATH_MAXIMUM_MASK,
+                       PBN_PATH_COLUMN_SUM, PBN_PATH_SCATTER_ADD, PBN_PATH_TAKE_ROWS,
+                       counters_of_module, pbn_count, pbn_reset_counters, pbn_runtime_init,
+                       pbn_team)
+
 cnp.import_array()
+pbn_runtime_init()
 
 # Below this many elements a kernel runs on one thread: the cost of waking the OpenMP team
-# (a few microseconds) exceeds the work (measured in bench/, see README "Threads").
-cdef Py_ssize_t PARALLEL_MIN_ELEMENTS = 32768
+# (a few microseconds) exceeds the work (measured in bench/, see README "Threads"). One
+# definition for every kernel module: PBN_PARALLEL_MIN_ELEMENTS in pbn_runtime.h.
+cdef Py_ssize_t PARALLEL_MIN_ELEMENTS = PBN_PARALLEL_MIN_ELEMENTS
 # The lean paths keep the GIL below this many elements: releasing and re-taking it costs
 # more than a (20, 100) add.
 cdef Py_ssize_t RELEASE_GIL_MIN = 32768
@@ -28,7 +36,24 @@ cdef enum:
 
 
 cdef inline int threads_for(Py_ssize_t n, int n_threads) noexcept nogil:
-    return n_threads if n >= PARALLEL_MIN_ELEMENTS else 1
+    """Team size for n elements: 1 below the threshold, else what pbn_team allows."""
+    return pbn_team(n_threads) if n >= PARALLEL_MIN_ELEMENTS else 1
+
+
+cdef inline int team_for(Py_ssize_t n, int n_threads, Py_ssize_t items) noexcept nogil:
+    """threads_for, and no more threads than work items (a thread with nothing to do still
+    costs its creation)."""
+    cdef int nt = threads_for(n, n_threads)
+    return <int>items if items < nt else nt
+
+
+def path_counters():
+    """{path: (calls, parallel entries)} of this module's kernels since the last reset."""
+    return counters_of_module()
+
+
+def reset_path_counters():
+    pbn_reset_counters()
 
 
 # ---------------------------------------------------------------------------------- relu
@@ -73,11 +98,12 @@ cdef void relu_kernel(const floating *x,   # IN  (n,)
                       Py_ssize_t n, int n_threads) noexcept nogil:
     """y := max(x, 0)"""
     cdef Py_ssize_t s, n_spans = (n + SPAN - 1) // SPAN
-    if threads_for(n, n_threads) == 1:  # no OpenMP region: it costs ~1 us even on 1 thread
+    cdef int nt = team_for(n, n_threads, n_spans)
+    pbn_count(PBN_PATH_RELU, nt)
+    if nt <= 1:  # no OpenMP region: it costs ~1 us even on 1 thread
         relu_span(x, y, n)
         return
-    for s in prange(n_spans, schedule="static",
-                    num_threads=threads_for(n, n_threads)):
+    for s in prange(n_spans, schedule="static", num_threads=nt):
         relu_span(x + s * SPAN, y + s * SPAN, min(SPAN, n - s * SPAN))
 
 
@@ -96,11 +122,12 @@ cdef void relu_backward_kernel(const floating *dy,   # IN  (n,) upstream gradien
                                Py_ssize_t n, int n_threads) noexcept nogil:
     """dx := dy where x > 0 else 0"""
     cdef Py_ssize_t s, n_spans = (n + SPAN - 1) // SPAN
-    if threads_for(n, n_threads) == 1:
+    cdef int nt = team_for(n, n_threads, n_spans)
+    pbn_count(PBN_PATH_RELU_BACKWARD, nt)
+    if nt <= 1:
         relu_backward_span(dy, x, dx, n)
         return
-    for s in prange(n_spans, schedule="static",
-                    num_threads=threads_for(n, n_threads)):
+    for s in prange(n_spans, schedule="static", num_threads=nt):
         relu_backward_span(dy + s * SPAN, x + s * SPAN, dx + s * SPAN,
                            min(SPAN, n - s * SPAN))
 
@@ -185,22 +212,22 @@ cdef void binary_kernel(BinaryOp op, int ndim,
                         floating *z,               # OUT C-contiguous, prod(shape) elements
                         int n_threads) noexcept nogil:
     """z := x op y with numpy broadcasting (broadcast axes have stride 0)"""
-    cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r
-    cdef int d
+    cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r, n_spans = (inner + SPAN - 1) // SPAN
+    cdef int d, nt
     for d in range(ndim - 1):
         n_rows *= shape[d]
-    if threads_for(n_rows * inner, n_threads) == 1:
+    nt = team_for(n_rows * inner, n_threads, n_spans if n_rows == 1 else n_rows)
+    pbn_count(PBN_PATH_BINARY_FLAT if n_rows == 1 else PBN_PATH_BINARY_ROWS, nt)
+    if nt <= 1:
         binary_rows(op, ndim, shape, x, xs, y, ys, z, 0, n_rows)
         return
     if n_rows == 1:  # one contiguous run: split it into spans for the threads
-        n_rows = (inner + SPAN - 1) // SPAN
-        for r in prange(n_rows, schedule="static",
-                        num_threads=threads_for(inner, n_threads)):
+        for r in prange(n_spans, schedule="static", num_threads=nt):
             binary_row(op, x + r * SPAN * xs[ndim - 1], xs[ndim - 1],
                        y + r * SPAN * ys[ndim - 1], ys[ndim - 1],
                        z + r * SPAN, min(SPAN, inner - r * SPAN))
         return
-    for r in prange(n_rows, schedule="static", num_threads=n_threads):
+    for r in prange(n_rows, schedule="static", num_threads=nt):
         binary_rows(op, ndim, shape, x, xs, y, ys, z, r, r + 1)
 
 
@@ -276,11 +303,12 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
     cdef const floating *xr
     cdef const floating *yr
     cdef floating a, b
-    cdef int d
+    cdef int d, nt
     for d in range(ndim - 1):
         n_rows *= shape[d]
-    for r in prange(n_rows, schedule="static",
-                    num_threads=threads_for(n_rows * inner, n_threads)):
+    nt = team_for(n_rows * inner, n_threads, n_rows)
+    pbn_count(PBN_PATH_MAXIMUM_MASK, nt)
+    for r in prange(n_rows, schedule="static", num_threads=nt):
         rest = r
         off_x = 0
         off_y = 0
@@ -361,8 +389,9 @@ cdef void column_sum_kernel(const floating *a,   # IN  (rows, cols) C-contiguous
     cdef Py_ssize_t block = (cols + nt - 1) // nt
     block = min(4096, max(256, (block + 15) // 16 * 16))
     cdef Py_ssize_t n_blocks = (cols + block - 1) // block, b, i, j0, w
-    if n_blocks < 2:
-        nt = 1
+    if n_blocks < nt:
+        nt = <int>n_blocks
+    pbn_count(PBN_PATH_COLUMN_SUM, nt)
     for b in prange(n_blocks, schedule="static", num_threads=nt):
         j0 = b * block
         w = min(block, cols - j0)
@@ -385,6 +414,7 @@ cdef void scatter_add_kernel(int ndim, const Py_ssize_t *shape,
     cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r, off = 0
     cdef bint reduce_inner = out_strides[ndim - 1] == 0
     cdef int d
+    pbn_count(PBN_PATH_SCATTER_ADD, 1)
     for d in range(ndim - 1):
         n_rows *= shape[d]
         index[d] = 0
@@ -443,8 +473,9 @@ cdef void take_rows_kernel(const floating *x, Py_ssize_t row_stride,  # IN (rows
     """out[i, :] := x[indices[i], :]"""
     cdef Py_ssize_t i, j
     cdef const floating *src
-    for i in prange(n, schedule="static",
-                    num_threads=threads_for(n * cols, n_threads)):
+    cdef int nt = team_for(n * cols, n_threads, n)
+    pbn_count(PBN_PATH_TAKE_ROWS, nt)
+    for i in prange(n, schedule="static", num_threads=nt):
         src = x + indices[i] * row_stride
         for j in range(cols):
             out[i * cols + j] = src[j]

@@ -6,8 +6,10 @@ strides, never copies. The arithmetic lives in the C engine under kernels/gemm/.
 cimport numpy as cnp
 from cpython.pystate cimport PyThreadState
 from _lean cimport lean_threads, release_gil_if, restore_gil
+from _runtime cimport counters_of_module, pbn_reset_counters, pbn_runtime_init
 
 cnp.import_array()
+pbn_runtime_init()
 
 cdef extern from "gemm/gemm.h" nogil:
     ctypedef Py_ssize_t pbn_int
@@ -35,6 +37,10 @@ cdef extern from "gemm/gemm.h" nogil:
     void pbn_gemm_force_portable(int force)
     unsigned long pbn_gemm_sparse_products()
     const char *pbn_gemm_paths()
+    void pbn_gemm_block_sizes(int f64, pbn_int out[5])
+    double pbn_gemm_parallel_min_flops()
+    double pbn_gemv_parallel_min()
+    double pbn_sparse_parallel_min()
 
 
 cdef inline Py_ssize_t elem_stride(cnp.ndarray a, int axis):
@@ -114,6 +120,34 @@ def gemm_paths():
 def sparse_products():
     """How many float32 products took the zero-skipping path so far (for tests)."""
     return pbn_gemm_sparse_products()
+
+
+def block_sizes():
+    """{dtype name: {"MR", "NR", "KC", "MC", "NC"}}: the packed engine's register tile and
+    cache blocks, as compiled (tests derive their edge-straddling shapes from these)."""
+    cdef pbn_int out[5]
+    res = {}
+    for f64, name in ((0, "float32"), (1, "float64")):
+        pbn_gemm_block_sizes(f64, out)
+        res[name] = dict(zip(("MR", "NR", "KC", "MC", "NC"), [out[i] for i in range(5)]))
+    return res
+
+
+def parallel_thresholds():
+    """{"gemm_flops": 2 m n k, "gemv_elements": rows * k, "sparse_mnk": m n k} below
+    which a product runs on one thread."""
+    return {"gemm_flops": pbn_gemm_parallel_min_flops(),
+            "gemv_elements": pbn_gemv_parallel_min(),
+            "sparse_mnk": pbn_sparse_parallel_min()}
+
+
+def path_counters():
+    """{path: (calls, parallel entries)} of the GEMM engine's paths since the last reset."""
+    return counters_of_module()
+
+
+def reset_path_counters():
+    pbn_reset_counters()
 
 
 def force_portable(bint force):

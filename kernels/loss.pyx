@@ -15,16 +15,32 @@ is the lean path: it checks plain arrays in C (labels included) and returns None
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log, INFINITY
+from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_SOFTMAX_XENT, PBN_PATH_XENT_PROBS,
+                       PBN_PATH_SOFTMAX, PBN_PATH_SOFTMAX_BACKWARD, counters_of_module,
+                       pbn_count, pbn_reset_counters, pbn_runtime_init, pbn_team)
+
+pbn_runtime_init()
 
 # Below this many logits a parallel region costs more than it saves (one MLP minibatch of
-# 128 x 10 stays serial).
-cdef Py_ssize_t PARALLEL_MIN_ELEMENTS = 32768
+# 128 x 10 stays serial); the one definition is in pbn_runtime.h.
+cdef Py_ssize_t PARALLEL_MIN_ELEMENTS = PBN_PARALLEL_MIN_ELEMENTS
 
 
-cdef inline int _threads_for(Py_ssize_t elements, int n_threads) noexcept nogil:
+cdef inline int _threads_for(Py_ssize_t elements, int n_threads, Py_ssize_t items) noexcept nogil:
+    """Team for `elements` of work in `items` independent pieces (rows, blocks of rows)."""
     if n_threads < 1 or elements < PARALLEL_MIN_ELEMENTS:
         return 1
-    return n_threads
+    cdef int nt = pbn_team(n_threads)
+    return <int>items if items < nt else nt
+
+
+def path_counters():
+    """{path: (calls, parallel entries)} of this module's kernels since the last reset."""
+    return counters_of_module()
+
+
+def reset_path_counters():
+    pbn_reset_counters()
 
 
 cdef inline Py_ssize_t _argmax_row(const floating* z, Py_ssize_t c) noexcept nogil:
@@ -70,8 +86,9 @@ cdef double _sparse_softmax_xent(const floating* logits, Py_ssize_t n, Py_ssize_
     cdef Py_ssize_t correct = 0, failed = 0
     cdef double total = 0.0
     cdef double scale = 1.0 / n
-    cdef int nt = _threads_for(n * c, n_threads)
     cdef Py_ssize_t rows = max(1, PBN_XENT_WORK // c)   # one scratch block per task
+    cdef int nt = _threads_for(n * c, n_threads, (n + rows - 1) // rows)
+    pbn_count(PBN_PATH_SOFTMAX_XENT, nt)
     if nt == 1:
         correct = _softmax_xent_rows(logits, n, c, labels, dlogits, scale, row_loss)
         failed = correct < 0
@@ -122,7 +139,8 @@ cdef double _sparse_xent_probs(const floating* probs, Py_ssize_t n, Py_ssize_t c
     cdef Py_ssize_t correct = 0
     cdef double total = 0.0
     cdef double scale = 1.0 / n if n > 0 else 0.0
-    cdef int nt = _threads_for(n * c, n_threads)
+    cdef int nt = _threads_for(n * c, n_threads, n)
+    pbn_count(PBN_PATH_XENT_PROBS, nt)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
         row_loss[i] = _xent_probs_row(probs + i * c, c, labels[i],
                                       dprobs + i * c if dprobs != NULL else NULL, scale, eps)
@@ -156,7 +174,8 @@ cdef void _softmax(const floating* x, Py_ssize_t n, Py_ssize_t c, floating* y,
                    int n_threads) noexcept nogil:
     """Y_i := exp(X_i - max X_i) / sum(exp(X_i - max X_i))   IN x (n, c); OUT y (n, c), may be x"""
     cdef Py_ssize_t i
-    cdef int nt = _threads_for(n * c, n_threads)
+    cdef int nt = _threads_for(n * c, n_threads, n)
+    pbn_count(PBN_PATH_SOFTMAX, nt)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
         _softmax_row(x + i * c, c, y + i * c)
 
@@ -176,7 +195,8 @@ cdef void _softmax_backward(const floating* dy, const floating* y, Py_ssize_t n,
                             floating* dx, int n_threads) noexcept nogil:
     """dX_i := Y_i * (dY_i - <dY_i, Y_i>)   IN dy, y (n, c); OUT dx (n, c), may be dy"""
     cdef Py_ssize_t i
-    cdef int nt = _threads_for(n * c, n_threads)
+    cdef int nt = _threads_for(n * c, n_threads, n)
+    pbn_count(PBN_PATH_SOFTMAX_BACKWARD, nt)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
         _softmax_backward_row(dy + i * c, y + i * c, c, dx + i * c)
 

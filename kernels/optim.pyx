@@ -18,14 +18,26 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt, isfinite
 
 from cpython.pystate cimport PyThreadState
+from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_OPTIM_UPDATE, counters_of_module,
+                       pbn_count, pbn_reset_counters, pbn_runtime_init, pbn_team)
 from _lean cimport (disjoint_contiguous, lean_threads, plain_array, release_gil_if, restore_gil,
                    same_shape, safe_output)
 
 cnp.import_array()
+pbn_runtime_init()
 
 # Below this many elements an update stays on one thread (the 512 x 10 kernel and every
-# bias of the book's model; the 784 x 512 kernel is split).
-cdef Py_ssize_t PARALLEL_MIN_ELEMENTS = 32768
+# bias of the book's model; the 784 x 512 kernel is split). One definition: pbn_runtime.h.
+cdef Py_ssize_t PARALLEL_MIN_ELEMENTS = PBN_PARALLEL_MIN_ELEMENTS
+
+
+def path_counters():
+    """{path: (calls, parallel entries)} of this module's kernels since the last reset."""
+    return counters_of_module()
+
+
+def reset_path_counters():
+    pbn_reset_counters()
 # Parallel work is cut into spans of this many elements.
 cdef Py_ssize_t SPAN = 8192
 
@@ -101,12 +113,15 @@ cdef inline void _update_span(Rule rule, floating* w, floating* s1, floating* s2
 cdef void _update(Rule rule, floating* w, floating* s1, floating* s2, const floating* g,
                   Py_ssize_t n, Hyper h, int n_threads) noexcept nogil:
     """One optimizer step over n elements   OUT w, s1, s2 (state, may be NULL); IN g"""
-    cdef Py_ssize_t b, lo
-    if n_threads < 2 or n < PARALLEL_MIN_ELEMENTS:
+    cdef Py_ssize_t b, lo, n_spans = (n + SPAN - 1) // SPAN
+    cdef int nt = 1 if n < PARALLEL_MIN_ELEMENTS else pbn_team(n_threads)
+    if nt > n_spans:
+        nt = <int>n_spans
+    pbn_count(PBN_PATH_OPTIM_UPDATE, nt)
+    if nt < 2:
         _update_span(rule, w, s1, s2, g, n, h)
         return
-    for b in prange((n + SPAN - 1) // SPAN, nogil=True, schedule="static",
-                    num_threads=n_threads):
+    for b in prange(n_spans, nogil=True, schedule="static", num_threads=nt):
         lo = b * SPAN
         _update_span(rule, w + lo, s1 + lo if s1 != NULL else NULL,
                      s2 + lo if s2 != NULL else NULL, g + lo, min(SPAN, n - lo), h)

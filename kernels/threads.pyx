@@ -1,10 +1,20 @@
-"""Thread-count queries answered by the OpenMP runtime the kernels are linked against.
+"""Thread-count queries answered by the OpenMP runtime the kernels are linked against, and
+the kernels' thread policy (kernels/pbn_runtime.h).
 
 Going through the runtime (not a Python-side counter) is what makes ``OMP_NUM_THREADS`` and
 ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` limit pyblasnn too.
 """
-from _openmp cimport (PBN_HAVE_OPENMP, omp_get_max_threads, omp_get_num_procs,
-                      omp_set_num_threads)
+from _openmp cimport PBN_HAVE_OPENMP, omp_get_max_threads, omp_get_num_procs, omp_set_num_threads
+from _runtime cimport (PBN_MAX_THREADS, PBN_N_PATHS, PBN_PARALLEL_MIN_ELEMENTS,
+                       counters_of_module, pbn_default_team, pbn_forked_child, pbn_path_name,
+                       pbn_reset_counters, pbn_runtime_init)
+
+pbn_runtime_init()
+
+#: The most threads any kernel uses; n_threads= and set_num_threads above it raise.
+MAX_THREADS = PBN_MAX_THREADS
+#: Element count below which element-wise, loss and optimizer kernels run on one thread.
+PARALLEL_MIN_ELEMENTS = PBN_PARALLEL_MIN_ELEMENTS
 
 
 def openmp_enabled():
@@ -13,7 +23,13 @@ def openmp_enabled():
 
 
 def max_threads():
-    """omp_get_max_threads(): threads a parallel region would use now."""
+    """Threads a kernel uses with n_threads=None: omp_get_max_threads(), at most MAX_THREADS,
+    and 1 in a forked child."""
+    return pbn_default_team()
+
+
+def omp_max_threads():
+    """omp_get_max_threads() as the OpenMP runtime reports it."""
     return omp_get_max_threads()
 
 
@@ -25,3 +41,22 @@ def num_procs():
 def set_max_threads(int n):
     """omp_set_num_threads(n) for the calling thread."""
     omp_set_num_threads(n)
+
+
+def forked_child():
+    """True in a child created by fork() after pyblasnn was imported: kernels run serially."""
+    return bool(pbn_forked_child())
+
+
+def path_names():
+    """Every kernel path the counters know, in their C order."""
+    return [pbn_path_name(p).decode() for p in range(<int>PBN_N_PATHS)]
+
+
+def path_counters():
+    """{path: (calls, parallel entries)} counted by this module (it counts none)."""
+    return counters_of_module()
+
+
+def reset_path_counters():
+    pbn_reset_counters()

@@ -14,15 +14,26 @@ from ._kernels import linalg as _la
 from ._kernels import threads as _threads
 
 
+#: The most threads any kernel uses; set_num_threads and n_threads= above it raise
+#: ValueError (defined once, in kernels/pbn_runtime.h).
+MAX_THREADS = _threads.MAX_THREADS
+
+
 def get_num_threads():
-    """Threads a pyblasnn kernel uses when called with n_threads=None."""
+    """Threads a pyblasnn kernel uses when called with n_threads=None.
+
+    The OpenMP runtime's setting (OMP_NUM_THREADS, set_num_threads, threadpoolctl), at most
+    MAX_THREADS; 1 in a child created by fork() after pyblasnn was imported, where every
+    kernel runs serially (the OpenMP thread pool does not survive a fork).
+    """
     return _threads.max_threads()
 
 
 def set_num_threads(n):
     """Set the default thread count for pyblasnn kernels (and this thread's OpenMP).
 
-    n: a positive int, or -1 for every processor available.
+    n: an int in 1..MAX_THREADS, or -1 for every processor available. In a forked child
+    the setting is kept but kernels still run on one thread.
     """
     try:
         if isinstance(n, (bool, np.bool_)):
@@ -31,10 +42,51 @@ def set_num_threads(n):
     except TypeError:
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}") from None
     if n == -1:
-        n = _threads.num_procs()
+        n = min(_threads.num_procs(), MAX_THREADS)
     if n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int or -1, got {n}")
+    if n > MAX_THREADS:
+        raise ValueError(f"set_num_threads: n={n} is above the maximum of {MAX_THREADS} threads")
     _threads.set_max_threads(n)
+
+
+def _kernel_modules():
+    from ._kernels import elementwise, linalg, loss, optim
+    return (elementwise, linalg, loss, optim)
+
+
+def path_counters():
+    """{kernel path: (calls, parallel entries)} since the last reset_path_counters().
+
+    Each kernel counts its calls and the calls that ran a parallel region of more than one
+    thread (per path: "gemm.packed", "gemm.dot", "relu", "binary.rows", ...). Paths not
+    reached are absent. Tests use it to prove which paths were exercised.
+    """
+    res = {}
+    for mod in _kernel_modules():
+        for name, (calls, parallel) in mod.path_counters().items():
+            c, p = res.get(name, (0, 0))
+            res[name] = (c + calls, p + parallel)
+    return res
+
+
+def reset_path_counters():
+    """Set every kernel path counter to zero."""
+    for mod in _kernel_modules():
+        mod.reset_path_counters()
+
+
+def kernel_constants():
+    """The kernels' size constants as compiled: GEMM block sizes per dtype, the parallel
+    thresholds and the thread bound (tests read these, never a copy)."""
+    return {
+        "gemm_block_sizes": _la.block_sizes(),
+        "gemm_parallel_min_flops": _la.parallel_thresholds()["gemm_flops"],
+        "gemv_parallel_min_elements": _la.parallel_thresholds()["gemv_elements"],
+        "sparse_parallel_min_mnk": _la.parallel_thresholds()["sparse_mnk"],
+        "parallel_min_elements": _threads.PARALLEL_MIN_ELEMENTS,
+        "max_threads": MAX_THREADS,
+    }
 
 
 def _cpu_model():
@@ -63,8 +115,11 @@ def config_info():
         "openmp": _threads.openmp_enabled(),
         "threads": get_num_threads(),
         "processors": _threads.num_procs(),
+        "max_threads": MAX_THREADS,
+        "forked_child": _threads.forked_child(),
         "gemm_kernel": _la.kernel_name(),
         "gemm_paths": _la.gemm_paths(),
+        "constants": kernel_constants(),
         "cpu": _cpu_model(),
         "python": sys.version.split()[0],
         "numpy": np.__version__,
@@ -78,7 +133,9 @@ def show_config(file=None):
     lines = [
         f"pyblasnn {info['pyblasnn']}",
         f"  OpenMP:       {'on' if info['openmp'] else 'off (serial build)'}",
-        f"  threads:      {info['threads']} (of {info['processors']} processors)",
+        f"  threads:      {info['threads']} (of {info['processors']} processors, at most "
+        f"{info['max_threads']})" + ("; forked child: kernels run serially"
+                                     if info["forked_child"] else ""),
         f"  GEMM kernel:  {info['gemm_kernel']}",
         f"  GEMM paths:   {info['gemm_paths']}",
         f"  CPU:          {info['cpu']}",

@@ -87,23 +87,38 @@ def same_layout(a, b):
             and a.strides == b.strides and a.shape == b.shape)
 
 
-def n_threads(op, n):
-    """Resolve a per-call thread count: None -> current setting, -1 -> all processors."""
-    if type(n) is int and n > 0:  # the common explicit case, first: it is on every call
-        return n
-    if n is None:
-        return _threads.max_threads()
+#: The most threads a kernel may be asked for (kernels/pbn_runtime.h, PBN_MAX_THREADS).
+MAX_THREADS = _threads.MAX_THREADS
+
+
+def thread_count(op, name, n):
+    """An explicit thread count: a positive int up to MAX_THREADS, or -1 (every processor,
+    at most MAX_THREADS). Named ``name`` in the messages."""
     if isinstance(n, (bool, np.bool_)):
-        raise TypeError(f"{op}: n_threads must be an int or None, got bool {n!r}")
+        raise TypeError(f"{op}: {name} must be an int or None, got bool {n!r}")
     try:
         n = operator.index(n)
     except TypeError:
-        raise TypeError(f"{op}: n_threads must be an int or None, got {type(n).__name__}") from None
+        raise TypeError(f"{op}: {name} must be an int or None, got {type(n).__name__}") from None
     if n == -1:
-        return _threads.num_procs()
+        return min(_threads.num_procs(), MAX_THREADS)
     if n < 1:
-        raise ValueError(f"{op}: n_threads must be a positive int or -1 (all processors), got {n}")
+        raise ValueError(f"{op}: {name} must be a positive int or -1 (all processors), got {n}")
+    if n > MAX_THREADS:
+        raise ValueError(f"{op}: {name}={n} is above the maximum of {MAX_THREADS} threads")
     return n
+
+
+def n_threads(op, n):
+    """Resolve a per-call thread count: None -> current setting, -1 -> all processors.
+
+    The kernels apply their thread policy on top (kernels/pbn_runtime.h): in a forked child
+    every kernel runs on one thread whatever is asked."""
+    if type(n) is int and 0 < n <= MAX_THREADS:  # the common explicit case, first
+        return n
+    if n is None:
+        return _threads.max_threads()
+    return thread_count(op, "n_threads", n)
 
 
 def broadcast_shape(op, *shapes):

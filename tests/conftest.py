@@ -1,6 +1,11 @@
 """Shared fixtures, tolerances and helpers for the kernel tests. NumPy is the oracle."""
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+from pyblasnn._config import kernel_constants
 
 DTYPES = (np.float32, np.float64)
 DTYPE_IDS = ("f32", "f64")
@@ -8,15 +13,44 @@ DTYPE_IDS = ("f32", "f64")
 #: Relative tolerance for one rounding step (element-wise results, single products).
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
-#: GEMM register-tile and cache-block sizes of the packed engine (kernels/gemm). Shapes
-#: straddling them catch edge-tile bugs: MR x NR tiles, KC depth blocks, MC row blocks.
-MR = 6
-NR = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
-KC = 256
-MC = {np.dtype(np.float32): 144, np.dtype(np.float64): 72}
+# Every size constant below is read from the compiled kernels (pyblasnn._config
+# .kernel_constants), never copied: a test of an edge that moved must move with it.
+_CONSTANTS = kernel_constants()
+_BLOCKS = {np.dtype(name): sizes for name, sizes in _CONSTANTS["gemm_block_sizes"].items()}
 
-#: Element count above which element-wise kernels go parallel (kernels/elementwise.pyx).
-PARALLEL_MIN_ELEMENTS = 32768
+#: GEMM register-tile and cache-block sizes of the packed engine (kernels/gemm), per dtype.
+#: Shapes straddling them catch edge-tile bugs: MR x NR tiles, KC depth blocks, MC row blocks.
+MR = {dt: b["MR"] for dt, b in _BLOCKS.items()}
+NR = {dt: b["NR"] for dt, b in _BLOCKS.items()}
+KC = {dt: b["KC"] for dt, b in _BLOCKS.items()}
+MC = {dt: b["MC"] for dt, b in _BLOCKS.items()}
+NC = {dt: b["NC"] for dt, b in _BLOCKS.items()}
+
+#: Element count from which element-wise, loss and optimizer kernels go parallel.
+PARALLEL_MIN_ELEMENTS = _CONSTANTS["parallel_min_elements"]
+#: Flops (2 m n k) from which a GEMM goes parallel; rows * k for a matrix-vector product.
+GEMM_PARALLEL_MIN_FLOPS = _CONSTANTS["gemm_parallel_min_flops"]
+GEMV_PARALLEL_MIN_ELEMENTS = _CONSTANTS["gemv_parallel_min_elements"]
+SPARSE_PARALLEL_MIN_MNK = _CONSTANTS["sparse_parallel_min_mnk"]
+#: The most threads a kernel may be asked for.
+MAX_THREADS = _CONSTANTS["max_threads"]
+
+# Hypothesis profiles: "ci" (the default) is derandomized, so every run draws the same
+# examples and a failure reproduces; "long" explores afresh with 20x the examples, for
+# local runs: HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py
+_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("ci", derandomize=True, deadline=None, database=None,
+                          print_blob=True, suppress_health_check=_HEALTH)
+settings.register_profile("long", deadline=None, print_blob=True,
+                          suppress_health_check=_HEALTH)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+#: Multiplier of every property test's example count (max_examples=examples(n)).
+EXAMPLES_SCALE = 20 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 1
+
+
+def examples(n):
+    """A test's example count under the active profile."""
+    return n * EXAMPLES_SCALE
 
 
 @pytest.fixture(params=DTYPES, ids=DTYPE_IDS)

@@ -1,8 +1,8 @@
 """matmul, dot, dense (+ backward values) against NumPy.
 
-The shape sweeps straddle the packed GEMM engine's register tiles (MR=6 rows, NR=16 float /
-8 double columns), its depth blocks KC (384 float / 256 double), its row blocks MC (144 float / 72 double), its
-"pack A or not" switch (n > 64) and NC=4080, so a wrong edge tile, a dropped k-block or a
+The shape sweeps straddle the packed GEMM engine's register tiles (MR rows, NR columns),
+its depth blocks KC, its row blocks MC (all per dtype, read from the compiled engine), its
+"pack A or not" switch (n > 64) and NC, so a wrong edge tile, a dropped k-block or a
 mis-sized packing buffer shows up as an error far above the rounding bound.
 """
 import numpy as np
@@ -11,11 +11,20 @@ import pytest
 from pyblasnn import ops
 from pyblasnn._kernels import linalg as _la
 
-from conftest import assert_matmul_close, assert_meta, eps, randn, strided_views
+from conftest import KC, MC, MR, NR, assert_matmul_close, assert_meta, eps, randn, strided_views
 
-M_SIZES = [1, 5, 6, 7, 13, 71, 72, 73, 143, 144, 145, 289]
-N_SIZES = [1, 7, 8, 9, 15, 16, 17, 33, 65, 129]
-K_SIZES = [1, 255, 256, 257, 383, 384, 385, 513, 769]  # KC: 384 float, 256 double
+
+def _around(*sizes):
+    """Each size, one below and one above (the edges of a tile or block)."""
+    return {s + d for s in sizes for d in (-1, 0, 1) if s + d >= 1}
+
+
+# Derived from the engine's compiled block sizes (conftest reads them), so the sweep keeps
+# straddling the edges when a block size is retuned.
+M_SIZES = sorted({1, 13} | _around(*MR.values()) | _around(*MC.values())
+                 | {2 * mc + 1 for mc in MC.values()})
+N_SIZES = sorted({1, 33, 65, 129} | _around(*NR.values()))
+K_SIZES = sorted({1} | _around(*KC.values()) | {2 * kc + 1 for kc in KC.values()})
 
 
 @pytest.fixture(params=[False, True], ids=["default", "portable"])

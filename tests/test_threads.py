@@ -10,11 +10,17 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pyblasnn
-from pyblasnn import ops
+from pyblasnn import _config, fused, ops
+
+from conftest import (GEMM_PARALLEL_MIN_FLOPS, GEMV_PARALLEL_MIN_ELEMENTS, MAX_THREADS,
+                      PARALLEL_MIN_ELEMENTS, SPARSE_PARALLEL_MIN_MNK, examples)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(ROOT, "tests")
 
 
 def _r(rng, shape, dtype):
@@ -157,3 +163,344 @@ def test_threadpoolctl_limits_pyblasnn():
         assert pyblasnn.get_num_threads() == 2
     finally:
         pyblasnn.set_num_threads(before)
+
+
+# ------------------------------------------------ every kernel path, above its threshold
+# path -> builder(draw, rng, dtype) -> (fn, args): sizes drawn so that the call crosses the
+# path's parallel threshold (read from the compiled kernels), so 2 and 3 threads really
+# split the work. The path counters prove each call took that path and, with more than one
+# thread, entered the parallel region.
+def _mnk_above(draw, m_range, n_range, k_min):
+    """(m, n, k) in the ranges, k raised so that 2 m n k reaches the GEMM threshold."""
+    m = draw(st.integers(*m_range))
+    n = draw(st.integers(*n_range))
+    k = max(draw(st.integers(k_min, k_min + 64)), -(-int(GEMM_PARALLEL_MIN_FLOPS) // (2 * m * n)))
+    return m, n, k
+
+
+def _elements_above(draw, lo=0, hi=40_000):
+    return PARALLEL_MIN_ELEMENTS + draw(st.integers(lo, hi))
+
+
+def _b_packed(draw, rng, dt):
+    m, n, k = _mnk_above(draw, (13, 150), (17, 200), 8)
+    return ops.matmul, (_r(rng, (m, k), dt), _r(rng, (k, n), dt)[::draw(st.sampled_from([1, -1]))])
+
+
+def _b_swap(draw, rng, dt):
+    m, n, k = _mnk_above(draw, (200, 600), (2, 15), 64)
+    return ops.matmul, (_r(rng, (k, m), dt).T, _r(rng, (k, n), dt))
+
+
+def _b_dot(draw, rng, dt):
+    m, n, k = _mnk_above(draw, (150, 500), (2, 16), 64)
+    return ops.matmul, (_r(rng, (m, k), dt), _r(rng, (k, n), dt))
+
+
+def _b_gemv(draw, rng, dt):
+    if draw(st.booleans()):    # matrix-vector: rows in blocks
+        m = draw(st.integers(130, 700))
+        k = max(draw(st.integers(8, 200)), -(-int(GEMV_PARALLEL_MIN_ELEMENTS) // m))
+        return ops.matmul, (_r(rng, (m, k), dt), _r(rng, (k,), dt))
+    k = draw(st.integers(70_000, 120_000))   # one long dot product, in chunks
+    return ops.dot, (_r(rng, (k,), dt), _r(rng, (k,), dt))
+
+
+def _b_sparse(draw, rng, dt):
+    m, n = draw(st.integers(64, 160)), draw(st.integers(64, 160))
+    k = max(draw(st.integers(100, 300)), -(-int(SPARSE_PARALLEL_MIN_MNK) // (m * n)))
+    a = _r(rng, (m, k), dt)
+    a[rng.random((m, k)) < 0.85] = 0
+    return ops.matmul, (a, _r(rng, (k, n), dt))
+
+
+def _b_batched(draw, rng, dt):
+    batch = draw(st.integers(2, 6))
+    m, n, k = _mnk_above(draw, (65, 100), (65, 90), 8)
+    return ops.matmul, (_r(rng, (batch, m, k), dt), _r(rng, (batch, k, n), dt))
+
+
+def _b_batched_tiny(draw, rng, dt):
+    m, k, n = draw(st.integers(8, 64)), draw(st.integers(8, 64)), draw(st.sampled_from([8, 16, 32]))
+    batch = -(-int(GEMM_PARALLEL_MIN_FLOPS) // (2 * m * n * k)) + draw(st.integers(1, 8))
+    return ops.matmul, (_r(rng, (batch, m, k), dt), _r(rng, (batch, k, n), dt))
+
+
+def _b_relu(draw, rng, dt):
+    return ops.relu, (_r(rng, _elements_above(draw), dt),)
+
+
+def _b_relu_backward(draw, rng, dt):
+    n = _elements_above(draw)
+    return ops.relu_backward, (_r(rng, n, dt), _r(rng, n, dt))
+
+
+def _b_binary_flat(draw, rng, dt):
+    n = _elements_above(draw)
+    op = getattr(ops, draw(st.sampled_from(["add", "subtract", "multiply", "divide", "maximum"])))
+    return op, (_r(rng, n, dt), _r(rng, n, dt))
+
+
+def _b_binary_rows(draw, rng, dt):
+    d = draw(st.integers(3, 300))
+    rows = -(-PARALLEL_MIN_ELEMENTS // d) + draw(st.integers(0, 100))
+    op = getattr(ops, draw(st.sampled_from(["add", "subtract", "multiply", "divide", "maximum"])))
+    y = _r(rng, (d,), dt) if draw(st.booleans()) else _r(rng, (rows, 1), dt)
+    return op, (_r(rng, (rows, d), dt), y)
+
+
+def _b_maximum_mask(draw, rng, dt):
+    d = draw(st.integers(3, 300))
+    rows = -(-PARALLEL_MIN_ELEMENTS // d) + draw(st.integers(0, 100))
+    return ops.maximum_backward, (_r(rng, (rows, d), dt), _r(rng, (rows, d), dt), _r(rng, (d,), dt))
+
+
+def _b_column_sum(draw, rng, dt):
+    d = draw(st.integers(600, 3000))
+    rows = -(-PARALLEL_MIN_ELEMENTS // d) + draw(st.integers(0, 40))
+    return ops.sum_to_shape, (_r(rng, (rows, d), dt), (d,))
+
+
+def _b_take_rows(draw, rng, dt):
+    d = draw(st.integers(3, 300))
+    n = -(-PARALLEL_MIN_ELEMENTS // d) + draw(st.integers(0, 100))
+    return ops.take_rows, (_r(rng, (n + 7, d), dt), rng.permutation(n + 7)[:n])
+
+
+def _logits(draw, rng, dt):
+    c = draw(st.integers(2, 200))
+    n = -(-PARALLEL_MIN_ELEMENTS // c) + draw(st.integers(0, 100))
+    return _r(rng, (n, c), dt), rng.integers(0, c, n)
+
+
+def _b_softmax_xent(draw, rng, dt):
+    z, y = _logits(draw, rng, dt)
+    return (lambda z, y, n_threads: fused.sparse_softmax_cross_entropy(
+        z, y, out=np.empty_like(z), n_threads=n_threads)), (z, y)
+
+
+def _b_xent_probs(draw, rng, dt):
+    z, y = _logits(draw, rng, dt)
+    p = np.abs(z) / np.abs(z).sum(axis=1, keepdims=True)
+    return (lambda p, y, n_threads: fused.sparse_cross_entropy(
+        p, y, out=np.empty_like(p), n_threads=n_threads)), (p.astype(dt), y)
+
+
+def _b_softmax(draw, rng, dt):
+    return fused.softmax, (_logits(draw, rng, dt)[0],)
+
+
+def _b_softmax_backward(draw, rng, dt):
+    z = _logits(draw, rng, dt)[0]
+    return fused.softmax_backward, (_r(rng, z.shape, dt), fused.softmax(z))
+
+
+def _b_optim(draw, rng, dt):
+    n = _elements_above(draw)
+    w, g = _r(rng, n, dt), _r(rng, n, dt)
+
+    def step(w, g, n_threads):     # in place: on a copy, so every thread count starts equal
+        w = w.copy()
+        fused.sgd_update(w, g, 0.01, n_threads=n_threads)
+        return w
+    return step, (w, g)
+
+
+PATH_BUILDERS = {
+    "gemm.packed": _b_packed, "gemm.swap": _b_swap, "gemm.dot": _b_dot, "gemm.gemv": _b_gemv,
+    "gemm.sparse": _b_sparse, "gemm.batched": _b_batched, "gemm.batched_tiny": _b_batched_tiny,
+    "relu": _b_relu, "relu_backward": _b_relu_backward, "binary.flat": _b_binary_flat,
+    "binary.rows": _b_binary_rows, "maximum_mask": _b_maximum_mask,
+    "column_sum": _b_column_sum, "take_rows": _b_take_rows,
+    "softmax_xent": _b_softmax_xent, "xent_probs": _b_xent_probs, "softmax": _b_softmax,
+    "softmax_backward": _b_softmax_backward, "optim.update": _b_optim,
+}
+# float32-only paths (float64 products take the packed path there)
+F32_ONLY = {"gemm.dot", "gemm.sparse"}
+SERIAL_PATHS = {"scatter_add"}   # no parallel region by design
+
+
+def _bytes(result):
+    result = result if isinstance(result, tuple) else (result,)
+    return [np.asarray(r).tobytes() for r in result]
+
+
+def test_every_counted_path_has_a_thread_case():
+    """Each path the kernels count is exercised below (or is serial by design)."""
+    from pyblasnn._kernels import threads
+    _config.reset_path_counters()
+    x = np.ones((3, 4, 5))
+    ops.sum_to_shape(x, (4, 1))                       # reaches scatter_add
+    assert "scatter_add" in _config.path_counters()
+    assert set(PATH_BUILDERS) | SERIAL_PATHS == set(threads.path_names())
+
+
+@pytest.mark.parametrize("path", sorted(PATH_BUILDERS))
+@settings(max_examples=examples(6))
+@given(data=st.data())
+def test_thread_counts_bitwise_equal_on_every_path(path, data):
+    """1 vs 2 vs 3 threads, bitwise, on sizes above the path's parallel threshold; the path
+    counters prove the path was taken and that 2 and 3 threads entered a parallel region."""
+    if not _config.config_info()["openmp"]:
+        pytest.skip("serial build")
+    dtype = np.float32 if path in F32_ONLY else data.draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    fn, args = PATH_BUILDERS[path](data.draw, rng, np.dtype(dtype))
+    results = {}
+    for nt in (1, 2, 3):
+        _config.reset_path_counters()
+        results[nt] = _bytes(fn(*args, n_threads=nt))
+        calls, parallel = _config.path_counters().get(path, (0, 0))
+        assert calls >= 1, f"{path} not reached with {nt} threads: {_config.path_counters()}"
+        if nt == 1:
+            assert parallel == 0, f"{path}: a parallel region with n_threads=1"
+        else:
+            assert parallel >= 1, f"{path}: no parallel region with {nt} threads"
+    assert results[1] == results[2], f"{path}: 1 vs 2 threads differ"
+    assert results[1] == results[3], f"{path}: 1 vs 3 threads differ"
+
+
+# ------------------------------------------------------------------- the thread bound
+def _thread_cases():
+    return _cases(np.random.default_rng(0), np.float32)
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_n_threads_above_the_bound_raises(name):
+    fn, args = _thread_cases()[name]
+    op = name.split("[")[0]
+    with pytest.raises(ValueError, match=rf"{op}: n_threads={MAX_THREADS + 1} is above the "
+                                         rf"maximum of {MAX_THREADS} threads"):
+        fn(*args, n_threads=MAX_THREADS + 1)
+    with pytest.raises(ValueError, match=str(MAX_THREADS)):
+        fn(*args, n_threads=10 ** 6)
+
+
+@pytest.mark.parametrize("name", ["sparse_softmax_cross_entropy", "sparse_cross_entropy",
+                                  "softmax", "softmax_backward", "sgd_update"])
+def test_fused_n_threads_above_the_bound_raises(name):
+    z = np.full((4, 3), 1 / 3)
+    y = np.array([0, 1, 2, 0])
+    calls = {
+        "sparse_softmax_cross_entropy": lambda nt: fused.sparse_softmax_cross_entropy(z, y, n_threads=nt),
+        "sparse_cross_entropy": lambda nt: fused.sparse_cross_entropy(z, y, n_threads=nt),
+        "softmax": lambda nt: fused.softmax(z, n_threads=nt),
+        "softmax_backward": lambda nt: fused.softmax_backward(z, z, n_threads=nt),
+        "sgd_update": lambda nt: fused.sgd_update(z.copy(), z, 0.1, n_threads=nt),
+    }
+    calls[name](MAX_THREADS)   # the bound itself is accepted
+    with pytest.raises(ValueError, match=rf"above the maximum of {MAX_THREADS} threads"):
+        calls[name](MAX_THREADS + 1)
+
+
+def test_the_bound_itself_is_accepted_and_cheap():
+    x = np.random.default_rng(0).standard_normal(40000)
+    a = np.random.default_rng(1).standard_normal((150, 200))
+    for call in (lambda: ops.relu(x, n_threads=MAX_THREADS),        # lean path
+                 lambda: ops.relu(x[::2], n_threads=MAX_THREADS),   # validated path
+                 lambda: ops.matmul(a, a.T, n_threads=MAX_THREADS)):
+        call()
+    np.testing.assert_array_equal(ops.relu(x, n_threads=MAX_THREADS), np.maximum(x, 0))
+
+
+def test_set_num_threads_above_the_bound_raises():
+    old = pyblasnn.get_num_threads()
+    try:
+        with pytest.raises(ValueError, match=rf"set_num_threads: n={MAX_THREADS + 1} is above "
+                                             rf"the maximum of {MAX_THREADS} threads"):
+            pyblasnn.set_num_threads(MAX_THREADS + 1)
+        assert pyblasnn.get_num_threads() == old
+        pyblasnn.set_num_threads(MAX_THREADS)
+        assert pyblasnn.get_num_threads() == MAX_THREADS
+    finally:
+        pyblasnn.set_num_threads(old)
+
+
+def test_the_bound_is_one_constant():
+    from pyblasnn import _validation
+    from pyblasnn._kernels import threads
+    assert MAX_THREADS == threads.MAX_THREADS == _validation.MAX_THREADS == _config.MAX_THREADS
+    assert _config.config_info()["max_threads"] == MAX_THREADS
+
+
+def test_omp_num_threads_above_the_bound_is_clamped():
+    if not _config.config_info()["openmp"]:
+        pytest.skip("serial build")
+    out = _run("import pyblasnn, numpy as np; x = np.arange(-5., 40000.); "
+               "assert (pyblasnn.relu(x) == np.maximum(x, 0)).all(); "
+               "print(pyblasnn.get_num_threads())", OMP_NUM_THREADS=str(MAX_THREADS * 4))
+    assert out == str(MAX_THREADS)
+
+
+# ------------------------------------------------------------------------------ fork
+FORK_SCRIPT = """
+import multiprocessing as mp, sys, numpy as np
+sys.path.insert(0, {tests!r})
+import pyblasnn
+from pyblasnn import ops
+import _mp_worker
+if __name__ == "__main__":
+    method = sys.argv[1]
+    x = np.random.default_rng(0).standard_normal(100_000)
+    ops.relu(x, n_threads=2)                     # the parent's OpenMP pool now exists
+    parent = _mp_worker.kernels_in_worker(5)
+    with mp.get_context(method).Pool(2) as pool:
+        results = pool.map(_mp_worker.kernels_in_worker, [5, 6])
+    for r in results:
+        assert r["relu_ok"] and r["add_ok"], r
+        expected = r["a"] @ r["b"]
+        assert np.allclose(r["matmul"], expected, rtol=1e-12, atol=1e-12)
+    # deterministic kernels: the worker's product equals the parent's bit for bit
+    assert results[0]["matmul"].tobytes() == parent["matmul"].tobytes()
+    print(method, [(r["threads"], r["forked_child"], r["parallel_entries"]) for r in results])
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_multiprocessing_after_parallel_kernels(method, tmp_path):
+    """A Pool after the parent ran kernels on two threads: no hang (timeout), NumPy's
+    results; forked workers run serially (and say so), spawned ones keep their threads."""
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"no {method} start method here")
+    script = tmp_path / "pool.py"
+    script.write_text(FORK_SCRIPT.format(tests=TESTS))
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("OMP_NUM_THREADS", None)
+    res = subprocess.run([sys.executable, str(script), method], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=90)
+    assert res.returncode == 0, res.stderr[-3000:]
+    facts = eval(res.stdout.strip().split(" ", 1)[1])
+    for threads, forked, parallel in facts:
+        if method == "fork":
+            assert (threads, forked, parallel) == (1, True, 0)
+        else:
+            assert not forked
+            if _config.config_info()["openmp"]:
+                assert parallel > 0
+
+
+def test_os_fork_child_runs_kernels_serially():
+    """The issue's reproduction: relu on two threads, fork, relu on two threads in the
+    child. Before the fix the child waited forever for the parent's pool threads."""
+    code = """
+import os, sys, numpy as np, pyblasnn
+from pyblasnn import ops, _config
+x = np.random.default_rng(0).standard_normal(100_000)
+a = np.random.default_rng(1).standard_normal((200, 300))
+ops.relu(x, n_threads=2); ops.matmul(a, a.T, n_threads=2)
+pid = os.fork()
+if pid == 0:
+    _config.reset_path_counters()
+    ok = (np.array_equal(ops.relu(x, n_threads=2), np.maximum(x, 0))
+          and np.allclose(ops.matmul(a, a.T, n_threads=2), a @ a.T)
+          and pyblasnn.get_num_threads() == 1 and _config.config_info()["forked_child"]
+          and all(p == 0 for _, p in _config.path_counters().values()))
+    import io; buf = io.StringIO(); pyblasnn.show_config(file=buf)
+    ok = ok and "forked child: kernels run serially" in buf.getvalue()
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 0, status
+assert not _config.config_info()["forked_child"]
+print("ok")
+"""
+    assert _run(code) == "ok"

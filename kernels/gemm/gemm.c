@@ -6,6 +6,7 @@
 #include "gemm_internal.h"
 #include "gemv.h"
 #include "../openmp_shim.h"
+#include "../pbn_runtime.h"
 
 /* ---- run-time choices ---- */
 static int force_portable = 0;
@@ -34,6 +35,7 @@ const char *pbn_gemm_paths(void)
  * threshold stays at 2 * 64^3. When the other core is busy (another process), any
  * 2-thread call can be several times slower than 1 thread whatever the threshold. */
 #define PBN_PARALLEL_MIN_FLOPS (2.0 * 64 * 64 * 64)
+double pbn_gemm_parallel_min_flops(void) { return PBN_PARALLEL_MIN_FLOPS; }
 
 /* Pack A (MR-row panels) or let the micro-kernel read A in place (BLIS "sup" idea)?
  * A packed element is reused once per NR columns of C, so for few column panels the
@@ -185,6 +187,7 @@ static int gemm_dot_f32(const args_f32 *g, int n_threads)
     int nt = n_threads < 1 ? 1 : n_threads;
     if (flops < PBN_PARALLEL_MIN_FLOPS) nt = 1;
     if (nt > nblk) nt = (int)nblk;
+    pbn_count(PBN_PATH_GEMM_DOT, nt);
     if (nt == 1) {
         pbn_dot_rows_f32(g, bt, ldb, 0, nblk);
     } else {
@@ -203,6 +206,7 @@ void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
                   float *C, pbn_int rsc, pbn_int csc,
                   int accumulate, const float *bias, int relu, int n_threads)
 {
+    n_threads = pbn_team(n_threads);
     if (pbn_gemv_f32(m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                      accumulate, bias, relu, n_threads))
         return;  /* one row or one column of C: the matrix-vector path (gemv.c) */
@@ -221,6 +225,7 @@ void pbn_gemm_f64(pbn_int m, pbn_int n, pbn_int k,
                   double *C, pbn_int rsc, pbn_int csc,
                   int accumulate, const double *bias, int relu, int n_threads)
 {
+    n_threads = pbn_team(n_threads);
     if (pbn_gemv_f64(m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                      accumulate, bias, relu, n_threads))
         return;  /* one row or one column of C: the matrix-vector path (gemv.c) */
@@ -235,6 +240,7 @@ void pbn_gemm_batched_f32(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
                           float *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc,
                           int n_threads)
 {
+    n_threads = pbn_team(n_threads);
     gemm_batched_f32(batch, m, n, k, A, a_off, rsa, csa, B, b_off, rsb, csb,
                      C, c_off, rsc, csc, n_threads);
 }
@@ -245,6 +251,12 @@ void pbn_gemm_batched_f64(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
                           double *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc,
                           int n_threads)
 {
+    n_threads = pbn_team(n_threads);
     gemm_batched_f64(batch, m, n, k, A, a_off, rsa, csa, B, b_off, rsb, csb,
                      C, c_off, rsc, csc, n_threads);
+}
+
+void pbn_gemm_block_sizes(int f64, pbn_int out[5])
+{
+    if (f64) block_sizes_f64(out); else block_sizes_f32(out);
 }

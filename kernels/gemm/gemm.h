@@ -55,6 +55,16 @@ const char *pbn_gemm_paths(void);
 /* How many products took the zero-skipping path (gemm_sparse.c) in this process. */
 unsigned long pbn_gemm_sparse_products(void);
 
+/* The register tile and cache blocks of the packed engine for float32 (f64 = 0) or float64:
+ * out = {MR, NR, KC, MC, NC}. The one source of these numbers for tests and show_config. */
+void pbn_gemm_block_sizes(int f64, pbn_int out[5]);
+
+/* Flops (2 m n k) below which a product runs on one thread; rows * k below which a
+ * matrix-vector product does. */
+double pbn_gemm_parallel_min_flops(void);
+double pbn_gemv_parallel_min(void);
+double pbn_sparse_parallel_min(void);   /* m n k, zero-skipping path */
+
 /* 1 to force the portable path (tests compare it with the SIMD path), 0 for automatic. */
 void pbn_gemm_force_portable(int force);
 

@@ -233,12 +233,19 @@ static void FN(thread_grid)(pbn_int m, pbn_int n, pbn_int k, int nth, int *tm, i
     }
 }
 
+/* The register tile and cache blocks of this instantiation: MR, NR, KC, MC, NC. */
+static void FN(block_sizes)(pbn_int out[5])
+{
+    out[0] = MR; out[1] = NR; out[2] = KC; out[3] = MC; out[4] = NC;
+}
+
 static void FN(gemm)(const FN(args) *g, int n_threads)
 {
     if (g->m <= 0 || g->n <= 0) return;
     if (g->k <= 0) { FN(gemm_k0)(g); return; }
     FN(args) t;
-    if (pbn_choose_swap(g->m, g->n, g->k, g->rsa, g->csa, g->a_rows, g->bias)) {
+    const int swap = pbn_choose_swap(g->m, g->n, g->k, g->rsa, g->csa, g->a_rows, g->bias);
+    if (swap) {
         /* C^T = B^T A^T (see pbn_choose_swap); from here on g is the transposed problem */
         t = (FN(args)){ g->n, g->m, g->k, g->B, g->csb, g->rsb, NULL, g->A, g->csa, g->rsa,
                         g->C, g->csc, g->rsc, g->accumulate, NULL, g->relu };
@@ -253,6 +260,7 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
     int tm = 1, tn = 1;
     if (nt > 1) FN(thread_grid)(g->m, g->n, g->k, nt, &tm, &tn);
     nt = tm * tn;
+    pbn_count(swap ? PBN_PATH_GEMM_SWAP : PBN_PATH_GEMM_PACKED, nt);
 
     /* per-thread buffers: B panels for the thread's columns, A panels for its rows */
     const pbn_int pm = (g->m + MR - 1) / MR, pn = (g->n + NR - 1) / NR;
@@ -297,10 +305,12 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
     int nt = n_threads < 1 ? 1 : n_threads;
     if (flops < PBN_PARALLEL_MIN_FLOPS) nt = 1;
     if (nt > batch) nt = (int)batch;
+    const int tiny = k > 0 && m <= PBN_TINY_MAX && k <= PBN_TINY_MAX && TINY_WIDTH(n)
+                     && csb == 1 && csc == 1;
+    pbn_count(tiny ? PBN_PATH_GEMM_BATCHED_TINY : PBN_PATH_GEMM_BATCHED, nt);
     const size_t nb = k > 0 ? FN(bp_elems)(n, k) : 0, na = pack_a ? FN(ap_elems)(m, k) : 0;
 
-    if (k > 0 && m <= PBN_TINY_MAX && k <= PBN_TINY_MAX && TINY_WIDTH(n)
-            && csb == 1 && csc == 1) {  /* small products: no packing (gemm_tiny.c) */
+    if (tiny) {  /* small products: no packing (gemm_tiny.c) */
         _Pragma("omp parallel for num_threads(nt) schedule(static)")
         for (pbn_int b = 0; b < batch; b++)
             FN(pbn_tiny_gemm)(m, n, k, A + a_off[b], rsa, csa, B + b_off[b], rsb,

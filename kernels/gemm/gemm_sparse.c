@@ -18,12 +18,15 @@
 #include <string.h>
 #include "gemm_internal.h"
 #include "../openmp_shim.h"
+#include "../pbn_runtime.h"
 
 #define PBN_SPARSE_MAX_DENSITY 0.30   /* nonzeros / (m k) */
 #define PBN_SPARSE_MIN_N 32           /* compressing A costs m k: worth it for wide B */
 #define PBN_SPARSE_COLS 64            /* columns per task: 8 vector accumulators */
 #define PBN_SPARSE_ROWS 32            /* rows per task */
 #define PBN_SPARSE_MAX_ELEMS (1 << 23) /* m k: the compressed copy takes 8 bytes each */
+#define PBN_SPARSE_PARALLEL_MIN 1e6   /* m n k below which one thread does everything */
+double pbn_sparse_parallel_min(void) { return PBN_SPARSE_PARALLEL_MIN; }
 
 /* products computed here so far (tests read it to prove the path is taken) */
 static unsigned long pbn_sparse_products = 0;
@@ -171,7 +174,8 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
     const pbn_int row_blocks = (m + PBN_SPARSE_ROWS - 1) / PBN_SPARSE_ROWS;
     const pbn_int tasks = col_blocks * row_blocks;
     int nt = n_threads < 1 ? 1 : n_threads;
-    if ((double)m * (double)k * (double)n < 1e6 || tasks < 2) nt = 1;
+    if ((double)m * (double)k * (double)n < PBN_SPARSE_PARALLEL_MIN || tasks < 2) nt = 1;
+    if (nt > tasks) nt = (int)tasks;
     (void)nt;                                      /* unused in a build without OpenMP */
     double nnz = 0.0;
     int special = 0, go = 0;
@@ -208,6 +212,7 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
     }
     pbn_scratch_done();
     pbn_sparse_products += (unsigned long)go;
+    if (go) pbn_count(PBN_PATH_GEMM_SPARSE, nt);
     return go;
 }
 

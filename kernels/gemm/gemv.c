@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include "gemv.h"
 #include "../openmp_shim.h"
+#include "../pbn_runtime.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define PBN_CLONES __attribute__((target_clones("avx2", "default")))
@@ -26,6 +27,7 @@
 #define ROW_BLOCK 64          /* rows per thread task (axpy keeps this block's sums local) */
 #define DOT_CHUNK 16384       /* k per partial sum of a single long dot product */
 #define PARALLEL_MIN 65536    /* rows * k below which one thread does everything */
+double pbn_gemv_parallel_min(void) { return PARALLEL_MIN; }
 
 /* Lanes of partial sums per dot product: 64 bytes, two AVX2 vectors (16 float, 8 double). */
 #define DOT_LANES(T) ((int)(64 / sizeof(T)))
@@ -140,6 +142,8 @@ static void gemv_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_i
         pbn_int n_chunks = (k + DOT_CHUNK - 1) / DOT_CHUNK;                               \
         T *part = (T *)malloc((size_t)n_chunks * sizeof(T));                              \
         if (part) {                                                                       \
+            if (n_threads > n_chunks) n_threads = (int)n_chunks;                          \
+            pbn_count(PBN_PATH_GEMM_GEMV, n_threads);                                     \
             _Pragma("omp parallel for num_threads(n_threads) schedule(static)")           \
             for (pbn_int c = 0; c < n_chunks; c++) {                                      \
                 pbn_int p0 = c * DOT_CHUNK;                                               \
@@ -154,6 +158,8 @@ static void gemv_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_i
         }                                                                                 \
     }                                                                                     \
     pbn_int n_blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;                                \
+    if (n_threads > n_blocks) n_threads = (int)(n_blocks > 0 ? n_blocks : 1);             \
+    pbn_count(PBN_PATH_GEMM_GEMV, n_threads);                                             \
     _Pragma("omp parallel for num_threads(n_threads) schedule(static)")                   \
     for (pbn_int b = 0; b < n_blocks; b++) {                                              \
         pbn_int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < rows ? r0 + ROW_BLOCK : rows;   \
