@@ -41,6 +41,7 @@ cdef extern from "gemm/gemm.h" nogil:
     double pbn_gemm_parallel_min_flops()
     double pbn_gemv_parallel_min()
     double pbn_sparse_parallel_min()
+    size_t pbn_gemm_scratch_buffers()
 
 
 cdef inline Py_ssize_t elem_stride(cnp.ndarray a, int axis):
@@ -139,6 +140,11 @@ def parallel_thresholds():
     return {"gemm_flops": pbn_gemm_parallel_min_flops(),
             "gemv_elements": pbn_gemv_parallel_min(),
             "sparse_mnk": pbn_sparse_parallel_min()}
+
+
+def scratch_buffers():
+    """Packing buffers currently allocated, over all threads (freed at thread exit)."""
+    return pbn_gemm_scratch_buffers()
 
 
 def path_counters():

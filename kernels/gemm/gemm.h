@@ -65,6 +65,10 @@ double pbn_gemm_parallel_min_flops(void);
 double pbn_gemv_parallel_min(void);
 double pbn_sparse_parallel_min(void);   /* m n k, zero-skipping path */
 
+/* Packing buffers allocated and not yet freed, over all threads (tests: they are freed
+ * when their thread exits). */
+size_t pbn_gemm_scratch_buffers(void);
+
 /* 1 to force the portable path (tests compare it with the SIMD path), 0 for automatic. */
 void pbn_gemm_force_portable(int force);
 
