@@ -177,7 +177,11 @@ def dot_shapes(op, x_shape, y_shape):
 
 
 def rows_index(op, name, indices, n_rows):
-    """Row indices as a contiguous intp array, each in [0, n_rows) (negatives wrap)."""
+    """Row indices as a contiguous intp array, each in [0, n_rows) (negatives wrap).
+
+    The range is checked on the values as given, before any conversion: a uint64 index of
+    2**64 - 1 cast to intp first would wrap to -1 and select the last row. Out-of-range
+    indices raise IndexError, as x[indices] does in NumPy."""
     idx = np.asarray(indices)
     if idx.size == 0 and not isinstance(indices, np.ndarray):
         idx = idx.astype(np.intp)  # [] is float64 to numpy, but x[[]] is a valid gather
@@ -185,12 +189,17 @@ def rows_index(op, name, indices, n_rows):
         raise TypeError(f"{op}: {name} must be integers, got dtype {idx.dtype}")
     if idx.ndim != 1:
         raise ValueError(f"{op}: {name} must be 1-D, got shape {idx.shape}")
-    idx = np.ascontiguousarray(idx, dtype=np.intp)
-    if idx.size and (idx.min() < -n_rows or idx.max() >= n_rows):
-        raise ValueError(f"{op}: {name} out of range for {n_rows} rows "
-                         f"(min {idx.min()}, max {idx.max()})")
-    if idx.size and idx.min() < 0:
-        idx = np.where(idx < 0, idx + n_rows, idx)
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())   # Python ints: exact for every dtype
+        if lo < -n_rows or hi >= n_rows:
+            bad = hi if hi >= n_rows else lo
+            raise IndexError(f"{op}: {name} out of range for {n_rows} rows: index {bad} is "
+                             f"out of bounds for axis 0 with size {n_rows}")
+        idx = np.ascontiguousarray(idx, dtype=np.intp)  # every value now fits in intp
+        if lo < 0:
+            idx = np.where(idx < 0, idx + n_rows, idx)
+    else:
+        idx = np.ascontiguousarray(idx, dtype=np.intp)
     return idx
 
 
