@@ -446,10 +446,36 @@ def _float_pair(op, a, b, names=("a", "b")):
     return _operand(op, names[0], a_arr, dtype), _operand(op, names[1], b_arr, dtype), dtype
 
 
-def _rows_collapsible(a):
-    """True when every axis but the last can be merged into one row axis without a copy."""
-    return all(a.shape[d] == 1 or a.strides[d] == a.strides[d + 1] * a.shape[d + 1]
-               for d in range(a.ndim - 2))
+def _rows_view(a):
+    """a (..., m, k) as one (rows, k) matrix without a copy, or None when its row axes
+    cannot be walked with a single stride.
+
+    A size-1 axis contributes nothing to addressing, and NumPy leaves any stride on it (a
+    slice such as base[:, ::2] of a length-2 axis keeps the step's stride), so size-1 axes
+    are dropped before the strides of the remaining row axes are compared, and the row
+    stride is that of the innermost remaining one. Comparing each axis with its neighbour
+    including size-1 ones let a (3, 1, 2, 3) view with strides (96, 96, 24, 8) through as
+    a matrix of row stride 24: rows of the wrong batch, and reads past the buffer.
+    """
+    k = a.shape[-1]
+    if a.ndim == 2:
+        return a
+    rows = _prod(a.shape[:-1])
+    if rows == 0:
+        return a.reshape(0, k)
+    axes = [d for d in range(a.ndim - 1) if a.shape[d] != 1]
+    for outer, inner in zip(axes, axes[1:]):
+        if a.strides[outer] != a.strides[inner] * a.shape[inner]:
+            return None
+    row_stride = a.strides[axes[-1]] if axes else 0
+    return np.lib.stride_tricks.as_strided(a, (rows, k), (row_stride, a.strides[-1]),
+                                           writeable=False)
+
+
+def _rows_matrix(a):
+    """a (..., m, k) as one (rows, k) matrix: a view when one exists, else a copy."""
+    view = _rows_view(a)
+    return view if view is not None else np.ascontiguousarray(a).reshape(-1, a.shape[-1])
 
 
 def _batch_offsets(arr, batch_shape):
@@ -476,12 +502,12 @@ def _matmul_into(a, b, c, nt, accumulate=False):
         return
     k, n = b.shape[-2:]
     m = a.shape[-2]
-    if b.ndim == 2 and _rows_collapsible(a) and not accumulate:
-        rows = c.size // n if n else int(np.prod(c.shape[:-1]))
-        a2 = np.lib.stride_tricks.as_strided(a, (rows, k), (a.strides[-2], a.strides[-1])) \
-            if a.ndim > 2 and rows else a.reshape(rows, k)
-        _la.gemm(a2, b, c.reshape(rows, n), False, None, False, None, nt)
-        return
+    if b.ndim == 2 and not accumulate:
+        # every batch shares b (and a is not broadcast): one GEMM over all rows of a
+        a2 = _rows_view(a)
+        if a2 is not None:
+            _la.gemm(a2, b, c.reshape(a2.shape[0], n), False, None, False, None, nt)
+            return
     batch_shape = c.shape[:-2]
     a_view, a_off = _batch_offsets(a, batch_shape)
     b_view, b_off = _batch_offsets(b, batch_shape)
@@ -547,13 +573,11 @@ def matmul_backward(dc, a, b, out=None, n_threads=None):
         _gemm_result(da_full, da_target, da_buf, a2.shape, a.shape, nt)
     if b2.ndim == 2 and a2.ndim > 2:
         # every batch shares b: db = sum over the batch of a_i^T @ dc_i, as one GEMM
+        # (b is 2-D, so a carries the whole batch: a2.shape[:-2] == batch)
         k, n = b2.shape
-        rows = int(np.prod(batch)) * a2.shape[-2]
-        a_full = np.ascontiguousarray(np.broadcast_to(a2, batch + a2.shape[-2:])).reshape(rows, k)
         db_full, db_buf = (np.empty((k, n), dtype), None) if db_out is None else \
             _gemm_output(op, db_out, (k, n), b2.shape, b.shape, dtype, a, dc_arr)
-        _la.gemm(a_full.T, np.ascontiguousarray(dc2).reshape(rows, n), db_full,
-                 False, None, False, None, nt)
+        _la.gemm(_rows_matrix(a2).T, _rows_matrix(dc2), db_full, False, None, False, None, nt)
     else:
         db_full, db_buf = (np.empty(batch + b2.shape[-2:], dtype), None) if db_out is None else \
             _gemm_output(op, db_out, batch + b2.shape[-2:], b2.shape, b.shape, dtype, a, dc_arr)
