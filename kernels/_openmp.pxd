@@ -6,3 +6,4 @@ cdef extern from "openmp_shim.h" nogil:
     int omp_get_thread_num()
     int omp_get_num_threads()
     void omp_set_num_threads(int n)
+    double omp_get_wtime()

@@ -28,6 +28,22 @@ cdef extern from "pbn_runtime.h" nogil:
         PBN_PATH_SOFTMAX_BACKWARD
         PBN_PATH_OPTIM_UPDATE
         PBN_N_PATHS
+    enum: PBN_LATE_US
+    enum: PBN_SOLO_US
+    enum: PBN_SOLO_MAX_SHIFT
+    ctypedef struct pbn_region:
+        long long t0_us
+        unsigned long long id
+        long long master_done_us
+        int late
+    int pbn_region_begin(pbn_region *r, int nt)
+    void pbn_region_check(pbn_region *r)
+    void pbn_region_done(pbn_region *r)
+    void pbn_region_end(pbn_region *r, int nt)
+    void pbn_set_backoff(int on)
+    int pbn_backoff_enabled()
+    unsigned long long pbn_contended_regions()
+    int pbn_backing_off()
     int pbn_team(int requested)
     int pbn_default_team()
     int pbn_forked_child()
@@ -47,3 +63,10 @@ cdef inline dict counters_of_module():
         if pbn_path_calls(p):
             res[pbn_path_name(p).decode()] = (pbn_path_calls(p), pbn_path_parallel(p))
     return res
+
+
+cdef inline dict backoff_of_module():
+    """This module's contention back-off state (pbn_runtime.h)."""
+    return {"enabled": bool(pbn_backoff_enabled()),
+            "contended_regions": pbn_contended_regions(),
+            "backing_off": bool(pbn_backing_off())}

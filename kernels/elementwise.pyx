@@ -12,10 +12,12 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
+from _runtime cimport backoff_of_module, pbn_set_backoff
 from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_RELU, PBN_PATH_RELU_BACKWARD,
                        PBN_PATH_BINARY_FLAT, PBN_PATH_BINARY_ROWS, PBN_PATH_MAXIMUM_MASK,
                        PBN_PATH_COLUMN_SUM, PBN_PATH_SCATTER_ADD, PBN_PATH_TAKE_ROWS,
-                       counters_of_module, pbn_count, pbn_reset_counters, pbn_runtime_init,
+                       counters_of_module, pbn_count, pbn_region, pbn_region_begin,
+                       pbn_region_check, pbn_region_done, pbn_region_end, pbn_reset_counters, pbn_runtime_init,
                        pbn_team)
 
 cnp.import_array()
@@ -54,6 +56,16 @@ def path_counters():
 
 def reset_path_counters():
     pbn_reset_counters()
+
+
+def backoff_state():
+    """{enabled, contended_regions, backing_off}: this module's contention back-off."""
+    return backoff_of_module()
+
+
+def set_backoff(bint on):
+    """Turn this module's contention back-off on or off (and forget its history)."""
+    pbn_set_backoff(on)
 
 
 # ---------------------------------------------------------------------------------- relu
@@ -98,13 +110,17 @@ cdef void relu_kernel(const floating *x,   # IN  (n,)
                       Py_ssize_t n, int n_threads) noexcept nogil:
     """y := max(x, 0)"""
     cdef Py_ssize_t s, n_spans = (n + SPAN - 1) // SPAN
-    cdef int nt = team_for(n, n_threads, n_spans)
+    cdef pbn_region reg
+    cdef int nt = pbn_region_begin(&reg, team_for(n, n_threads, n_spans))
     pbn_count(PBN_PATH_RELU, nt)
     if nt <= 1:  # no OpenMP region: it costs ~1 us even on 1 thread
         relu_span(x, y, n)
         return
     for s in prange(n_spans, schedule="static", num_threads=nt):
+        pbn_region_check(&reg)
         relu_span(x + s * SPAN, y + s * SPAN, min(SPAN, n - s * SPAN))
+        pbn_region_done(&reg)
+    pbn_region_end(&reg, nt)
 
 
 cdef inline void relu_backward_span(const floating *dy, const floating *x, floating *dx,
@@ -122,14 +138,18 @@ cdef void relu_backward_kernel(const floating *dy,   # IN  (n,) upstream gradien
                                Py_ssize_t n, int n_threads) noexcept nogil:
     """dx := dy where x > 0 else 0"""
     cdef Py_ssize_t s, n_spans = (n + SPAN - 1) // SPAN
-    cdef int nt = team_for(n, n_threads, n_spans)
+    cdef pbn_region reg
+    cdef int nt = pbn_region_begin(&reg, team_for(n, n_threads, n_spans))
     pbn_count(PBN_PATH_RELU_BACKWARD, nt)
     if nt <= 1:
         relu_backward_span(dy, x, dx, n)
         return
     for s in prange(n_spans, schedule="static", num_threads=nt):
+        pbn_region_check(&reg)
         relu_backward_span(dy + s * SPAN, x + s * SPAN, dx + s * SPAN,
                            min(SPAN, n - s * SPAN))
+        pbn_region_done(&reg)
+    pbn_region_end(&reg, nt)
 
 
 def relu_into(cnp.ndarray x, cnp.ndarray y, int n_threads):
@@ -216,19 +236,26 @@ cdef void binary_kernel(BinaryOp op, int ndim,
     cdef int d, nt
     for d in range(ndim - 1):
         n_rows *= shape[d]
-    nt = team_for(n_rows * inner, n_threads, n_spans if n_rows == 1 else n_rows)
+    cdef pbn_region reg
+    nt = pbn_region_begin(&reg, team_for(n_rows * inner, n_threads,
+                                         n_spans if n_rows == 1 else n_rows))
     pbn_count(PBN_PATH_BINARY_FLAT if n_rows == 1 else PBN_PATH_BINARY_ROWS, nt)
     if nt <= 1:
         binary_rows(op, ndim, shape, x, xs, y, ys, z, 0, n_rows)
         return
     if n_rows == 1:  # one contiguous run: split it into spans for the threads
         for r in prange(n_spans, schedule="static", num_threads=nt):
+            pbn_region_check(&reg)
             binary_row(op, x + r * SPAN * xs[ndim - 1], xs[ndim - 1],
                        y + r * SPAN * ys[ndim - 1], ys[ndim - 1],
                        z + r * SPAN, min(SPAN, inner - r * SPAN))
-        return
-    for r in prange(n_rows, schedule="static", num_threads=nt):
-        binary_rows(op, ndim, shape, x, xs, y, ys, z, r, r + 1)
+            pbn_region_done(&reg)
+    else:
+        for r in prange(n_rows, schedule="static", num_threads=nt):
+            pbn_region_check(&reg)
+            binary_rows(op, ndim, shape, x, xs, y, ys, z, r, r + 1)
+            pbn_region_done(&reg)
+    pbn_region_end(&reg, nt)
 
 
 cdef void binary_rows(BinaryOp op, int ndim, const Py_ssize_t *shape,
@@ -306,9 +333,11 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
     cdef int d, nt
     for d in range(ndim - 1):
         n_rows *= shape[d]
-    nt = team_for(n_rows * inner, n_threads, n_rows)
+    cdef pbn_region reg
+    nt = pbn_region_begin(&reg, team_for(n_rows * inner, n_threads, n_rows))
     pbn_count(PBN_PATH_MAXIMUM_MASK, nt)
     for r in prange(n_rows, schedule="static", num_threads=nt):
+        pbn_region_check(&reg)
         rest = r
         off_x = 0
         off_y = 0
@@ -326,16 +355,18 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
             else:
                 pbn_maximum_backward_span_f64(xr, yr, dz + r * inner, dx_full + r * inner,
                                               dy_full + r * inner, inner)
-            continue
-        for i in range(inner):
-            a = xr[i * xs[ndim - 1]]
-            b = yr[i * ys[ndim - 1]]
-            if a > b or a != a:
-                dx_full[r * inner + i] = dz[r * inner + i]
-                dy_full[r * inner + i] = 0
-            else:
-                dx_full[r * inner + i] = 0
-                dy_full[r * inner + i] = dz[r * inner + i]
+        else:
+            for i in range(inner):
+                a = xr[i * xs[ndim - 1]]
+                b = yr[i * ys[ndim - 1]]
+                if a > b or a != a:
+                    dx_full[r * inner + i] = dz[r * inner + i]
+                    dy_full[r * inner + i] = 0
+                else:
+                    dx_full[r * inner + i] = 0
+                    dy_full[r * inner + i] = dz[r * inner + i]
+        pbn_region_done(&reg)
+    pbn_region_end(&reg, nt)
 
 
 def maximum_mask(shape, x_strides, y_strides, cnp.ndarray x, cnp.ndarray y,
@@ -391,14 +422,19 @@ cdef void column_sum_kernel(const floating *a,   # IN  (rows, cols) C-contiguous
     cdef Py_ssize_t n_blocks = (cols + block - 1) // block, b, i, j0, w
     if n_blocks < nt:
         nt = <int>n_blocks
+    cdef pbn_region reg
+    nt = pbn_region_begin(&reg, nt)
     pbn_count(PBN_PATH_COLUMN_SUM, nt)
     for b in prange(n_blocks, schedule="static", num_threads=nt):
+        pbn_region_check(&reg)
         j0 = b * block
         w = min(block, cols - j0)
         for i in range(w):
             out[j0 + i] = a[j0 + i] if rows > 0 else 0
         for i in range(1, rows):
             add_into(out + j0, a + i * cols + j0, w)
+        pbn_region_done(&reg)
+    pbn_region_end(&reg, nt)
 
 
 cdef void scatter_add_kernel(int ndim, const Py_ssize_t *shape,
@@ -473,12 +509,16 @@ cdef void take_rows_kernel(const floating *x, Py_ssize_t row_stride,  # IN (rows
     """out[i, :] := x[indices[i], :]"""
     cdef Py_ssize_t i, j
     cdef const floating *src
-    cdef int nt = team_for(n * cols, n_threads, n)
+    cdef pbn_region reg
+    cdef int nt = pbn_region_begin(&reg, team_for(n * cols, n_threads, n))
     pbn_count(PBN_PATH_TAKE_ROWS, nt)
     for i in prange(n, schedule="static", num_threads=nt):
+        pbn_region_check(&reg)
         src = x + indices[i] * row_stride
         for j in range(cols):
             out[i * cols + j] = src[j]
+        pbn_region_done(&reg)
+    pbn_region_end(&reg, nt)
 
 
 def take_rows(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out, int n_threads):

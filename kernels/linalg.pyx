@@ -6,6 +6,7 @@ strides, never copies. The arithmetic lives in the C engine under kernels/gemm/.
 cimport numpy as cnp
 from cpython.pystate cimport PyThreadState
 from _lean cimport lean_threads, release_gil_if, restore_gil
+from _runtime cimport backoff_of_module, pbn_set_backoff
 from _runtime cimport counters_of_module, pbn_reset_counters, pbn_runtime_init
 
 cnp.import_array()
@@ -154,6 +155,16 @@ def path_counters():
 
 def reset_path_counters():
     pbn_reset_counters()
+
+
+def backoff_state():
+    """{enabled, contended_regions, backing_off}: this module's contention back-off."""
+    return backoff_of_module()
+
+
+def set_backoff(bint on):
+    """Turn this module's contention back-off on or off (and forget its history)."""
+    pbn_set_backoff(on)
 
 
 def force_portable(bint force):

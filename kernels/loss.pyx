@@ -15,9 +15,11 @@ is the lean path: it checks plain arrays in C (labels included) and returns None
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log, INFINITY
+from _runtime cimport backoff_of_module, pbn_set_backoff
 from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_SOFTMAX_XENT, PBN_PATH_XENT_PROBS,
                        PBN_PATH_SOFTMAX, PBN_PATH_SOFTMAX_BACKWARD, counters_of_module,
-                       pbn_count, pbn_reset_counters, pbn_runtime_init, pbn_team)
+                       pbn_count, pbn_region, pbn_region_begin, pbn_region_check,
+                       pbn_region_done, pbn_region_end, pbn_reset_counters, pbn_runtime_init, pbn_team)
 
 pbn_runtime_init()
 
@@ -41,6 +43,16 @@ def path_counters():
 
 def reset_path_counters():
     pbn_reset_counters()
+
+
+def backoff_state():
+    """{enabled, contended_regions, backing_off}: this module's contention back-off."""
+    return backoff_of_module()
+
+
+def set_backoff(bint on):
+    """Turn this module's contention back-off on or off (and forget its history)."""
+    pbn_set_backoff(on)
 
 
 cdef inline Py_ssize_t _argmax_row(const floating* z, Py_ssize_t c) noexcept nogil:
@@ -87,13 +99,15 @@ cdef double _sparse_softmax_xent(const floating* logits, Py_ssize_t n, Py_ssize_
     cdef double total = 0.0
     cdef double scale = 1.0 / n
     cdef Py_ssize_t rows = max(1, PBN_XENT_WORK // c)   # one scratch block per task
-    cdef int nt = _threads_for(n * c, n_threads, (n + rows - 1) // rows)
+    cdef pbn_region reg
+    cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, (n + rows - 1) // rows))
     pbn_count(PBN_PATH_SOFTMAX_XENT, nt)
     if nt == 1:
         correct = _softmax_xent_rows(logits, n, c, labels, dlogits, scale, row_loss)
         failed = correct < 0
     else:
         for b in prange((n + rows - 1) // rows, nogil=True, schedule="static", num_threads=nt):
+            pbn_region_check(&reg)
             r0 = b * rows
             got = _softmax_xent_rows(logits + r0 * c, min(rows, n - r0), c, labels + r0,
                                      dlogits + r0 * c if dlogits != NULL else NULL, scale,
@@ -102,6 +116,8 @@ cdef double _sparse_softmax_xent(const floating* logits, Py_ssize_t n, Py_ssize_
                 failed += 1
             else:
                 correct += got
+            pbn_region_done(&reg)
+        pbn_region_end(&reg, nt)
     if failed:
         n_correct[0] = -1
         return 0.0
@@ -139,13 +155,17 @@ cdef double _sparse_xent_probs(const floating* probs, Py_ssize_t n, Py_ssize_t c
     cdef Py_ssize_t correct = 0
     cdef double total = 0.0
     cdef double scale = 1.0 / n if n > 0 else 0.0
-    cdef int nt = _threads_for(n * c, n_threads, n)
+    cdef pbn_region reg
+    cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, n))
     pbn_count(PBN_PATH_XENT_PROBS, nt)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        pbn_region_check(&reg)
         row_loss[i] = _xent_probs_row(probs + i * c, c, labels[i],
                                       dprobs + i * c if dprobs != NULL else NULL, scale, eps)
         if _argmax_row(probs + i * c, c) == labels[i]:
             correct += 1
+        pbn_region_done(&reg)
+    pbn_region_end(&reg, nt)
     for i in range(n):
         total += row_loss[i]
     n_correct[0] = correct
@@ -174,10 +194,14 @@ cdef void _softmax(const floating* x, Py_ssize_t n, Py_ssize_t c, floating* y,
                    int n_threads) noexcept nogil:
     """Y_i := exp(X_i - max X_i) / sum(exp(X_i - max X_i))   IN x (n, c); OUT y (n, c), may be x"""
     cdef Py_ssize_t i
-    cdef int nt = _threads_for(n * c, n_threads, n)
+    cdef pbn_region reg
+    cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, n))
     pbn_count(PBN_PATH_SOFTMAX, nt)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        pbn_region_check(&reg)
         _softmax_row(x + i * c, c, y + i * c)
+        pbn_region_done(&reg)
+    pbn_region_end(&reg, nt)
 
 
 cdef inline void _softmax_backward_row(const floating* dy, const floating* y, Py_ssize_t c,
@@ -195,10 +219,14 @@ cdef void _softmax_backward(const floating* dy, const floating* y, Py_ssize_t n,
                             floating* dx, int n_threads) noexcept nogil:
     """dX_i := Y_i * (dY_i - <dY_i, Y_i>)   IN dy, y (n, c); OUT dx (n, c), may be dy"""
     cdef Py_ssize_t i
-    cdef int nt = _threads_for(n * c, n_threads, n)
+    cdef pbn_region reg
+    cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, n))
     pbn_count(PBN_PATH_SOFTMAX_BACKWARD, nt)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        pbn_region_check(&reg)
         _softmax_backward_row(dy + i * c, y + i * c, c, dx + i * c)
+        pbn_region_done(&reg)
+    pbn_region_end(&reg, nt)
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,5 +12,6 @@ static inline int omp_get_num_procs(void) { return 1; }
 static inline int omp_get_thread_num(void) { return 0; }
 static inline int omp_get_num_threads(void) { return 1; }
 static inline void omp_set_num_threads(int n) { (void)n; }
+static inline double omp_get_wtime(void) { return 0.0; }
 #endif
 #endif

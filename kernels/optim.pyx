@@ -18,8 +18,10 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt, isfinite
 
 from cpython.pystate cimport PyThreadState
+from _runtime cimport backoff_of_module, pbn_set_backoff
 from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_OPTIM_UPDATE, counters_of_module,
-                       pbn_count, pbn_reset_counters, pbn_runtime_init, pbn_team)
+                       pbn_count, pbn_region, pbn_region_begin, pbn_region_check,
+                       pbn_region_done, pbn_region_end, pbn_reset_counters, pbn_runtime_init, pbn_team)
 from _lean cimport (disjoint_contiguous, lean_threads, plain_array, release_gil_if, restore_gil,
                    same_shape, safe_output)
 
@@ -38,6 +40,16 @@ def path_counters():
 
 def reset_path_counters():
     pbn_reset_counters()
+
+
+def backoff_state():
+    """{enabled, contended_regions, backing_off}: this module's contention back-off."""
+    return backoff_of_module()
+
+
+def set_backoff(bint on):
+    """Turn this module's contention back-off on or off (and forget its history)."""
+    pbn_set_backoff(on)
 # Parallel work is cut into spans of this many elements.
 cdef Py_ssize_t SPAN = 8192
 
@@ -117,14 +129,19 @@ cdef void _update(Rule rule, floating* w, floating* s1, floating* s2, const floa
     cdef int nt = 1 if n < PARALLEL_MIN_ELEMENTS else pbn_team(n_threads)
     if nt > n_spans:
         nt = <int>n_spans
+    cdef pbn_region reg
+    nt = pbn_region_begin(&reg, nt)
     pbn_count(PBN_PATH_OPTIM_UPDATE, nt)
     if nt < 2:
         _update_span(rule, w, s1, s2, g, n, h)
         return
     for b in prange(n_spans, nogil=True, schedule="static", num_threads=nt):
+        pbn_region_check(&reg)
         lo = b * SPAN
         _update_span(rule, w + lo, s1 + lo if s1 != NULL else NULL,
                      s2 + lo if s2 != NULL else NULL, g + lo, min(SPAN, n - lo), h)
+        pbn_region_done(&reg)
+    pbn_region_end(&reg, nt)
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,6 +15,22 @@
  * Path counters (pbn_count): one call counter and one "entered a parallel region with more
  * than one thread" counter per kernel path, so tests can prove that a path and its
  * parallel region were reached. A relaxed atomic add per kernel call; never per element.
+ *
+ * Contention back-off (pbn_region_*): on a loaded machine (another CPU-bound process, or a
+ * second library's spinning thread pool such as OpenBLAS's) a team member is often not
+ * running when a parallel region starts, or is preempted in it, and the region's end
+ * barrier then waits up to a scheduler time slice (milliseconds) for it: 2-thread training
+ * ran 2-10x slower than on 1 thread. Each parallel region therefore notes its start time;
+ * every team member other than the caller notes, in its first work item, how late it
+ * started, and the caller notes when it finished its own last item. A member more than
+ * PBN_LATE_US late, or an end-of-region wait of more than PBN_LATE_US, marks the region
+ * contended; the kernels of this module then run on one thread for PBN_SOLO_US << k
+ * microseconds (k = contended regions in a row, at most PBN_SOLO_MAX_SHIFT) and then try
+ * the team again; an uncontended region resets k. Results never change: every kernel
+ * splits its work into output blocks whose values do not depend on the thread count, so 1
+ * and N threads give bitwise-identical results. A few clock reads per parallel region,
+ * none on one thread. PYBLASNN_THREAD_BACKOFF=0 in the environment (read at import) or
+ * pbn_set_backoff(0) turns it off.
  */
 #ifndef PBN_RUNTIME_H
 #define PBN_RUNTIME_H
@@ -30,6 +46,22 @@
  * waking the OpenMP team (a few microseconds) costs more than the work (bench/; PyTorch
  * uses 32,768 as well). */
 #define PBN_PARALLEL_MIN_ELEMENTS 32768
+
+/* Contention back-off: a team member that starts more than PBN_LATE_US after its region
+ * (or a caller that waits that long at its end) marks the region contended (waking a spinning pool thread takes ~1-5 us, a sleeping one
+ * ~50-100 us on the 2-core VM; a descheduled one a time slice, 1-10 ms); kernels then run
+ * on one thread for PBN_SOLO_US << k us, k <= PBN_SOLO_MAX_SHIFT (20 ms .. 1.3 s). */
+#define PBN_LATE_US 150
+#define PBN_SOLO_US 20000
+#define PBN_SOLO_MAX_SHIFT 6
+
+/* One parallel region's record, on the calling thread's stack. */
+typedef struct {
+    long long t0_us;          /* start time (omp_get_wtime, us) */
+    unsigned long long id;    /* unique per region of this module */
+    long long master_done_us; /* when the calling thread finished its last work item */
+    int late;                 /* a team member started more than PBN_LATE_US late */
+} pbn_region;
 
 typedef enum {
     PBN_PATH_GEMM_GEMV,          /* one row or one column of C (gemv.c) */
@@ -72,6 +104,22 @@ unsigned long long pbn_path_calls(int path);
 unsigned long long pbn_path_parallel(int path);
 const char *pbn_path_name(int path);
 void pbn_reset_counters(void);
+/* Team for a parallel region of nt threads: 1 while this module backs off after a
+ * contended region, else nt; starts the region's record. Call pbn_region_end after. */
+int pbn_region_begin(pbn_region *r, int nt);
+/* Inside the region, at the start of every work item (cheap after a thread's first). */
+void pbn_region_check(pbn_region *r);
+/* Inside the region, at the end of every work item: the caller notes the time. */
+void pbn_region_done(pbn_region *r);
+/* After the region: back off if it was contended (a member started late, or the caller
+ * waited more than PBN_LATE_US at the end for the others), else forget earlier
+ * contention. */
+void pbn_region_end(pbn_region *r, int nt);
+void pbn_set_backoff(int on);
+int pbn_backoff_enabled(void);
+/* Contended regions seen, and 1 while the module runs kernels on one thread because of one. */
+unsigned long long pbn_contended_regions(void);
+int pbn_backing_off(void);
 /* Register the fork handler (idempotent); each module calls it when it is imported. */
 void pbn_runtime_init(void);
 #if defined(__GNUC__)

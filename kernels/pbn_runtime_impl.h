@@ -5,6 +5,7 @@
 #define PBN_RUNTIME_IMPL_H
 #include "pbn_runtime.h"
 #include "openmp_shim.h"
+#include <stdlib.h>
 #if !defined(_WIN32)
 #include <pthread.h>
 #endif
@@ -60,13 +61,100 @@ void pbn_reset_counters(void)
     }
 }
 
+/* ---- contention back-off (see pbn_runtime.h) ---- */
+static int pbn_rt_backoff_on = 1;
+static long long pbn_rt_solo_until_us = 0;   /* run on one thread before this time */
+static int pbn_rt_shift = 0;                 /* contended probes in a row, capped */
+static unsigned long long pbn_rt_region_ids = 0;
+static unsigned long long pbn_rt_contended = 0;
+#if defined(_WIN32) && defined(_MSC_VER)
+static __declspec(thread) unsigned long long pbn_rt_seen = 0;
+#else
+static __thread unsigned long long pbn_rt_seen = 0;  /* last region this thread checked */
+#endif
+
+static long long pbn_rt_now_us(void) { return (long long)(omp_get_wtime() * 1e6); }
+
+int pbn_region_begin(pbn_region *r, int nt)
+{
+    r->late = 0;
+    r->id = 0;
+    r->master_done_us = 0;
+    if (nt <= 1 || !__atomic_load_n(&pbn_rt_backoff_on, __ATOMIC_RELAXED)) return nt;
+    const long long now = pbn_rt_now_us();
+    if (now < __atomic_load_n(&pbn_rt_solo_until_us, __ATOMIC_RELAXED)) return 1;
+    r->t0_us = now;
+    r->id = __atomic_add_fetch(&pbn_rt_region_ids, 1ULL, __ATOMIC_RELAXED);
+    return nt;
+}
+
+void pbn_region_check(pbn_region *r)
+{
+    if (r->id == 0 || pbn_rt_seen == r->id) return;   /* not measured, or checked already */
+    pbn_rt_seen = r->id;
+    if (omp_get_thread_num() == 0) return;             /* the caller is never late */
+    if (pbn_rt_now_us() - r->t0_us > PBN_LATE_US) __atomic_store_n(&r->late, 1, __ATOMIC_RELAXED);
+}
+
+void pbn_region_done(pbn_region *r)
+{
+    if (r->id != 0 && omp_get_thread_num() == 0) r->master_done_us = pbn_rt_now_us();
+}
+
+void pbn_region_end(pbn_region *r, int nt)
+{
+    if (nt <= 1 || r->id == 0) return;
+    const long long now = pbn_rt_now_us();
+    if (__atomic_load_n(&r->late, __ATOMIC_RELAXED)
+            || (r->master_done_us && now - r->master_done_us > PBN_LATE_US)) {
+        int k = __atomic_load_n(&pbn_rt_shift, __ATOMIC_RELAXED);
+        __atomic_store_n(&pbn_rt_solo_until_us, now + ((long long)PBN_SOLO_US << k),
+                         __ATOMIC_RELAXED);
+        if (k < PBN_SOLO_MAX_SHIFT) __atomic_store_n(&pbn_rt_shift, k + 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&pbn_rt_contended, 1ULL, __ATOMIC_RELAXED);
+    } else {
+        const int k = __atomic_load_n(&pbn_rt_shift, __ATOMIC_RELAXED);
+        if (k) __atomic_store_n(&pbn_rt_shift, k - 1, __ATOMIC_RELAXED);
+    }
+}
+
+void pbn_set_backoff(int on)
+{
+    __atomic_store_n(&pbn_rt_backoff_on, on != 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&pbn_rt_solo_until_us, 0LL, __ATOMIC_RELAXED);
+    __atomic_store_n(&pbn_rt_shift, 0, __ATOMIC_RELAXED);
+}
+
+int pbn_backoff_enabled(void) { return __atomic_load_n(&pbn_rt_backoff_on, __ATOMIC_RELAXED); }
+
+unsigned long long pbn_contended_regions(void)
+{
+    return __atomic_load_n(&pbn_rt_contended, __ATOMIC_RELAXED);
+}
+
+int pbn_backing_off(void)
+{
+    return pbn_backoff_enabled()
+        && pbn_rt_now_us() < __atomic_load_n(&pbn_rt_solo_until_us, __ATOMIC_RELAXED);
+}
+
+static void pbn_rt_read_env(void)
+{
+    const char *v = getenv("PYBLASNN_THREAD_BACKOFF");
+    if (v && v[0] == '0' && v[1] == 0) pbn_rt_backoff_on = 0;
+}
+
 #if !defined(_WIN32)
 static void pbn_rt_after_fork_child(void) { pbn_rt_forked = 1; }
 static pthread_once_t pbn_rt_once = PTHREAD_ONCE_INIT;
-static void pbn_rt_register(void) { pthread_atfork(NULL, NULL, pbn_rt_after_fork_child); }
+static void pbn_rt_register(void)
+{
+    pbn_rt_read_env();
+    pthread_atfork(NULL, NULL, pbn_rt_after_fork_child);
+}
 void pbn_runtime_init(void) { pthread_once(&pbn_rt_once, pbn_rt_register); }
 #else
-void pbn_runtime_init(void) {}
+void pbn_runtime_init(void) { pbn_rt_read_env(); }
 #endif
 
 #if defined(__GNUC__)

@@ -5,6 +5,7 @@ against, so ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits(n, user_ap
 apply to pyblasnn exactly as to any other OpenMP library.
 """
 import operator
+import os
 import platform
 import sys
 
@@ -76,6 +77,31 @@ def reset_path_counters():
         mod.reset_path_counters()
 
 
+def set_thread_backoff(on):
+    """Turn the contention back-off of every kernel module on (the default) or off.
+
+    On: a parallel region whose team members started late or kept the caller waiting at its
+    end (another process, or another library's thread pool, holds the cores) makes that
+    module's kernels run on one thread for a while (20 ms, doubling while it lasts, up to
+    1.3 s), then try the team again. Results are bitwise the same either way. Off: every
+    kernel uses the threads it is given. PYBLASNN_THREAD_BACKOFF=0 turns it off at import.
+    """
+    if not isinstance(on, (bool, np.bool_)):
+        raise TypeError(f"set_thread_backoff: on must be a bool, got {type(on).__name__}")
+    for mod in _kernel_modules():
+        mod.set_backoff(bool(on))
+
+
+def thread_backoff():
+    """{"enabled", "contended_regions", "backing_off"} summed over the kernel modules:
+    whether the back-off is on, how many contended parallel regions it has seen, and
+    whether some module runs its kernels on one thread now because of one."""
+    states = [mod.backoff_state() for mod in _kernel_modules()]
+    return {"enabled": all(s["enabled"] for s in states),
+            "contended_regions": sum(s["contended_regions"] for s in states),
+            "backing_off": any(s["backing_off"] for s in states)}
+
+
 def kernel_constants():
     """The kernels' size constants as compiled: GEMM block sizes per dtype, the parallel
     thresholds and the thread bound (tests read these, never a copy)."""
@@ -86,7 +112,21 @@ def kernel_constants():
         "sparse_parallel_min_mnk": _la.parallel_thresholds()["sparse_mnk"],
         "parallel_min_elements": _threads.PARALLEL_MIN_ELEMENTS,
         "max_threads": MAX_THREADS,
+        "late_us": _threads.LATE_US,
+        "solo_us": _threads.SOLO_US,
+        "solo_max_shift": _threads.SOLO_MAX_SHIFT,
     }
+
+
+def _idle_spin():
+    """How long the OpenMP pool threads spin idle, as this process chose it."""
+    from . import _kernels
+    if _kernels.SPINCOUNT_DEFAULTED:
+        return f"GOMP_SPINCOUNT={_kernels.DEFAULT_SPINCOUNT} (pyblasnn's default)"
+    for var in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        if var in os.environ:
+            return f"{var}={os.environ[var]}"
+    return "the OpenMP runtime's default"
 
 
 def _cpu_model():
@@ -117,6 +157,8 @@ def config_info():
         "processors": _threads.num_procs(),
         "max_threads": MAX_THREADS,
         "forked_child": _threads.forked_child(),
+        "thread_backoff": thread_backoff()["enabled"],
+        "idle_spin": _idle_spin(),
         "gemm_kernel": _la.kernel_name(),
         "gemm_paths": _la.gemm_paths(),
         "constants": kernel_constants(),
@@ -136,6 +178,8 @@ def show_config(file=None):
         f"  threads:      {info['threads']} (of {info['processors']} processors, at most "
         f"{info['max_threads']})" + ("; forked child: kernels run serially"
                                      if info["forked_child"] else ""),
+        f"  back-off:     {'on' if info['thread_backoff'] else 'off'} (one thread while "
+        f"the cores are contended); idle spin: {info['idle_spin']}",
         f"  GEMM kernel:  {info['gemm_kernel']}",
         f"  GEMM paths:   {info['gemm_paths']}",
         f"  CPU:          {info['cpu']}",

@@ -5,7 +5,20 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from pyblasnn._config import kernel_constants
+from pyblasnn._config import kernel_constants, set_thread_backoff
+
+# The contention back-off (one thread while the cores are busy) would make tests that count
+# parallel entries depend on the machine's load: off for the suite, on in the tests of it
+# (the thread_backoff fixture).
+set_thread_backoff(False)
+
+
+@pytest.fixture
+def thread_backoff():
+    """The contention back-off on (and its history cleared) for one test."""
+    set_thread_backoff(True)
+    yield
+    set_thread_backoff(False)
 
 DTYPES = (np.float32, np.float64)
 DTYPE_IDS = ("f32", "f64")

@@ -504,3 +504,84 @@ assert not _config.config_info()["forked_child"]
 print("ok")
 """
     assert _run(code) == "ok"
+
+
+# ---- contention back-off ---------------------------------------------------------------
+
+def test_thread_backoff_switch_and_state():
+    from pyblasnn import _config
+    state = _config.thread_backoff()
+    assert set(state) == {"enabled", "contended_regions", "backing_off"}
+    assert state["enabled"] is False            # conftest turns it off for the suite
+    _config.set_thread_backoff(True)
+    try:
+        assert _config.thread_backoff()["enabled"] is True
+        assert _config.thread_backoff()["backing_off"] is False   # history cleared
+    finally:
+        _config.set_thread_backoff(False)
+    with pytest.raises(TypeError, match="set_thread_backoff: on must be a bool"):
+        _config.set_thread_backoff(1)
+    c = _config.kernel_constants()
+    assert c["late_us"] > 0 and c["solo_us"] > 0 and c["solo_max_shift"] >= 0
+
+
+def test_backoff_engages_under_load_and_keeps_results_bitwise(thread_backoff, rng):
+    """With more busy processes than cores, 2-thread regions start late or wait at their end:
+    the back-off must notice (it then runs kernels on one thread), and every result stays
+    bitwise equal to the 1-thread result."""
+    import subprocess
+    import sys
+    import time
+
+    from pyblasnn import _config
+    if pyblasnn._config._threads.num_procs() < 2 or not pyblasnn._config._threads.openmp_enabled():
+        pytest.skip("needs OpenMP and 2 processors")
+    a = rng.standard_normal((256, 784)).astype(np.float32)
+    b = rng.standard_normal((784, 512)).astype(np.float32)
+    x = rng.standard_normal(1 << 17)
+    ref_mm, ref_relu = pyblasnn.matmul(a, b, n_threads=1), pyblasnn.relu(x, n_threads=1)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(2 * pyblasnn._config._threads.num_procs())]
+    try:
+        time.sleep(0.2)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and _config.thread_backoff()["contended_regions"] == 0:
+            for _ in range(20):
+                assert np.array_equal(pyblasnn.matmul(a, b, n_threads=2), ref_mm)
+                assert np.array_equal(pyblasnn.relu(x, n_threads=2), ref_relu)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert _config.thread_backoff()["contended_regions"] > 0
+    assert np.array_equal(pyblasnn.matmul(a, b, n_threads=2), ref_mm)
+
+
+def test_backoff_off_by_environment():
+    import subprocess
+    import sys
+    code = ("import pyblasnn; from pyblasnn import _config; "
+            "print(_config.thread_backoff()['enabled'])")
+    env = dict(os.environ, PYBLASNN_THREAD_BACKOFF="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False"]
+    env.pop("PYBLASNN_THREAD_BACKOFF")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True"]
+
+
+def test_idle_spin_default_only_when_unset():
+    """pyblasnn picks GOMP_SPINCOUNT only when neither it nor OMP_WAIT_POLICY is set, and does
+    not leave it in the environment of child processes."""
+    import subprocess
+    import sys
+    code = ("import os, pyblasnn, pyblasnn._kernels as k; "
+            "print(k.SPINCOUNT_DEFAULTED, os.environ.get('GOMP_SPINCOUNT'))")
+    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    for extra, expected in (({}, ["True", "None"]), ({"OMP_WAIT_POLICY": "passive"}, ["False", "None"]),
+                            ({"GOMP_SPINCOUNT": "7"}, ["False", "7"])):
+        out = subprocess.run([sys.executable, "-c", code], env=dict(base, **extra),
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert out == expected, extra

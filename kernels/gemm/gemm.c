@@ -33,8 +33,9 @@ const char *pbn_gemm_paths(void)
  * Measured on the 2-core Zen 3 box (Python API, min of 9, load ~1.7): 1 vs 2 threads
  * 64^3 (0.52 MFLOP) 24.2 vs 20.2 us, 96^3 44.6 vs 37.4, 128^3 60.4 vs 43.8, and the dot
  * path (128,512)@(512,10) 46.0 vs 36.2 us; two threads still win at 0.5 MFLOP, so the
- * threshold stays at 2 * 64^3. When the other core is busy (another process), any
- * 2-thread call can be several times slower than 1 thread whatever the threshold. */
+ * threshold stays at 2 * 64^3. When the other core is busy (another process), a
+ * 2-thread call can be several times slower than 1 thread whatever the threshold: the
+ * contention back-off (pbn_runtime.h) then runs the calls on one thread for a while. */
 #define PBN_PARALLEL_MIN_FLOPS (2.0 * 64 * 64 * 64)
 double pbn_gemm_parallel_min_flops(void) { return PBN_PARALLEL_MIN_FLOPS; }
 
@@ -230,13 +231,19 @@ static int gemm_dot_f32(const args_f32 *g, int n_threads)
     int nt = n_threads < 1 ? 1 : n_threads;
     if (flops < PBN_PARALLEL_MIN_FLOPS) nt = 1;
     if (nt > nblk) nt = (int)nblk;
+    pbn_region reg;
+    nt = pbn_region_begin(&reg, nt);
     pbn_count(PBN_PATH_GEMM_DOT, nt);
     if (nt == 1) {
         pbn_dot_rows_f32(g, bt, ldb, 0, nblk);
     } else {
         _Pragma("omp parallel for num_threads(nt) schedule(static)")
-        for (int t = 0; t < nt; t++)
+        for (int t = 0; t < nt; t++) {
+            pbn_region_check(&reg);
             pbn_dot_rows_f32(g, bt, ldb, nblk * t / nt, nblk * (t + 1) / nt);
+            pbn_region_done(&reg);
+        }
+        pbn_region_end(&reg, nt);
     }
     if (g->rsb != 1) pbn_scratch_done();
     return 1;

@@ -260,6 +260,8 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
     int tm = 1, tn = 1;
     if (nt > 1) FN(thread_grid)(g->m, g->n, g->k, nt, &tm, &tn);
     nt = tm * tn;
+    pbn_region reg;
+    if (pbn_region_begin(&reg, nt) == 1) { nt = 1; tm = 1; tn = 1; }  /* backing off */
     pbn_count(swap ? PBN_PATH_GEMM_SWAP : PBN_PATH_GEMM_PACKED, nt);
 
     /* per-thread buffers: B panels for the thread's columns, A panels for its rows */
@@ -276,6 +278,7 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
     } else {
         _Pragma("omp parallel for num_threads(nt) schedule(static)")
         for (int t = 0; t < nt; t++) {
+            pbn_region_check(&reg);
             const int a = t / tn, b = t % tn;
             const pbn_int i_lo = pm * a / tm * MR, i_hi = pm * (a + 1) / tm * MR;
             const pbn_int j_lo = pn * b / tn * NR, j_hi = pn * (b + 1) / tn * NR;
@@ -288,7 +291,9 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
             } else {
                 FN(gemm_naive_rect)(g, i_lo, i_lo + sub.m, j_lo, j_lo + sub.n);
             }
+            pbn_region_done(&reg);
         }
+        pbn_region_end(&reg, nt);
     }
 }
 
@@ -305,6 +310,8 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
     int nt = n_threads < 1 ? 1 : n_threads;
     if (flops < PBN_PARALLEL_MIN_FLOPS) nt = 1;
     if (nt > batch) nt = (int)batch;
+    pbn_region reg;
+    nt = pbn_region_begin(&reg, nt);
     const int tiny = k > 0 && m <= PBN_TINY_MAX && k <= PBN_TINY_MAX && TINY_WIDTH(n)
                      && csb == 1 && csc == 1;
     pbn_count(tiny ? PBN_PATH_GEMM_BATCHED_TINY : PBN_PATH_GEMM_BATCHED, nt);
@@ -312,18 +319,23 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
 
     if (tiny) {  /* small products: no packing (gemm_tiny.c) */
         _Pragma("omp parallel for num_threads(nt) schedule(static)")
-        for (pbn_int b = 0; b < batch; b++)
+        for (pbn_int b = 0; b < batch; b++) {
+            pbn_region_check(&reg);
             FN(pbn_tiny_gemm)(m, n, k, A + a_off[b], rsa, csa, B + b_off[b], rsb,
                               C + c_off[b], rsc);
+            pbn_region_done(&reg);
+        }
+        pbn_region_end(&reg, nt);
         return;
     }
 
     _Pragma("omp parallel num_threads(nt)")
     {
+        pbn_region_check(&reg);
         T *Bp = (T *)pbn_scratch((nb + na + 16) * sizeof(T)), *Ap = Bp ? Bp + nb : NULL;
         /* each product is computed whole by one thread, so which thread takes it does not
          * change its bits: dynamic chunks keep both cores busy when one is shared */
-        _Pragma("omp for schedule(dynamic, 8)")
+        _Pragma("omp for schedule(dynamic, 8) nowait")
         for (pbn_int b = 0; b < batch; b++) {
             FN(args) g = { m, n, k, A + a_off[b], rsa, csa, NULL, B + b_off[b], rsb, csb,
                            C + c_off[b], rsc, csc, 0, NULL, 0 };
@@ -332,7 +344,9 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
             else FN(gemm_naive)(&g);
         }
         if (Bp) pbn_scratch_done();
+        pbn_region_done(&reg);
     }
+    pbn_region_end(&reg, nt);
 }
 
 #undef FN

@@ -176,11 +176,14 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
     int nt = n_threads < 1 ? 1 : n_threads;
     if ((double)m * (double)k * (double)n < PBN_SPARSE_PARALLEL_MIN || tasks < 2) nt = 1;
     if (nt > tasks) nt = (int)tasks;
+    pbn_region reg;
+    nt = pbn_region_begin(&reg, nt);
     (void)nt;                                      /* unused in a build without OpenMP */
     double nnz = 0.0;
     int special = 0, go = 0;
     _Pragma("omp parallel num_threads(nt)")
     {
+        pbn_region_check(&reg);
         /* 1. compress A's rows, pack and check B (both split across the team) */
         _Pragma("omp for schedule(static) reduction(+:nnz) nowait")
         for (pbn_int i = 0; i < m; i++) {
@@ -198,7 +201,7 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
         go = !special && nnz <= PBN_SPARSE_MAX_DENSITY * (double)m * (double)k;
         /* 2. the product, column block outer: a task's B block stays in L2 */
         if (go) {
-            _Pragma("omp for schedule(static)")
+            _Pragma("omp for schedule(static) nowait")
             for (pbn_int t = 0; t < tasks; t++) {
                 const pbn_int cb = t / row_blocks, rb = t % row_blocks;
                 const pbn_int j_lo = cb * PBN_SPARSE_COLS, i_lo = rb * PBN_SPARSE_ROWS;
@@ -209,7 +212,9 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
                             accumulate, bias, relu);
             }
         }
+        pbn_region_done(&reg);
     }
+    pbn_region_end(&reg, nt);
     pbn_scratch_done();
     pbn_sparse_products += (unsigned long)go;
     if (go) pbn_count(PBN_PATH_GEMM_SPARSE, nt);

@@ -143,13 +143,18 @@ static void gemv_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_i
         T *part = (T *)malloc((size_t)n_chunks * sizeof(T));                              \
         if (part) {                                                                       \
             if (n_threads > n_chunks) n_threads = (int)n_chunks;                          \
+            pbn_region reg;                                                               \
+            n_threads = pbn_region_begin(&reg, n_threads);                                \
             pbn_count(PBN_PATH_GEMM_GEMV, n_threads);                                     \
             _Pragma("omp parallel for num_threads(n_threads) schedule(static)")           \
             for (pbn_int c = 0; c < n_chunks; c++) {                                      \
+                pbn_region_check(&reg);                                                   \
                 pbn_int p0 = c * DOT_CHUNK;                                               \
                 pbn_int len = k - p0 < DOT_CHUNK ? k - p0 : DOT_CHUNK;                    \
                 part[c] = dot_##SUF(row + p0, v + p0 * incv, incv, len);                  \
+                pbn_region_done(&reg);                                                    \
             }                                                                             \
+            pbn_region_end(&reg, n_threads);                                              \
             T s = 0;                                                                      \
             for (pbn_int c = 0; c < n_chunks; c++) s += part[c];                          \
             free(part);                                                                   \
@@ -159,13 +164,18 @@ static void gemv_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_i
     }                                                                                     \
     pbn_int n_blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;                                \
     if (n_threads > n_blocks) n_threads = (int)(n_blocks > 0 ? n_blocks : 1);             \
+    pbn_region reg;                                                                       \
+    n_threads = pbn_region_begin(&reg, n_threads);                                        \
     pbn_count(PBN_PATH_GEMM_GEMV, n_threads);                                             \
     _Pragma("omp parallel for num_threads(n_threads) schedule(static)")                   \
     for (pbn_int b = 0; b < n_blocks; b++) {                                              \
+        pbn_region_check(&reg);                                                           \
         pbn_int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < rows ? r0 + ROW_BLOCK : rows;   \
         row_block_##SUF(M, rs, cs, rows_idx, v, incv, k, Y, incy, accumulate, bias,       \
                         inc_bias, relu, r0, r1);                                          \
+        pbn_region_done(&reg);                                                            \
     }                                                                                     \
+    pbn_region_end(&reg, n_threads);                                                      \
 }                                                                                         \
 int pbn_gemv_##SUF(pbn_int m, pbn_int n, pbn_int k,                                       \
                    const T *A, pbn_int rsa, pbn_int csa, const pbn_int *a_rows,           \
