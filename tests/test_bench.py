@@ -205,3 +205,51 @@ def test_from_scratch_row_runs_the_listing_beside_fit(monkeypatch):
     assert any(not np.array_equal(w.numpy(), s) for w, s in zip(listing["model"].weights, start))
     head, body = tape_epoch.tape_table([row])
     assert len(body) == 2 and body[0][0].startswith("book listing")
+
+
+def test_contended_section_runs_in_tiny_mode(tmp_path):
+    """The contended section (a busy process started and stopped by the harness; NumPy
+    calls interleaved) gives a row per (what, load, threads), bitwise-equal results and
+    leaves no busy process behind. No timing is asserted."""
+    import contextlib
+    import io
+
+    from pyblasnn.bench import contended
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = harness.main(["--tiny", "--only", "contended", "--no-plots", "--out", str(tmp_path)])
+    assert rc == 0, buf.getvalue()
+    data = json.loads((tmp_path / "partial.json").read_text())
+    rows = [r for r in data["rows"] if r["section"] == "contended"]
+    keys = {(r["kernel"], r["shape"], r["load"], r["threads"]) for r in rows}
+    whats = {(r["kernel"], r["shape"]) for r in rows}
+    assert ("mnist_epoch", "784-512-10") in whats and len(whats) >= 3
+    assert keys == {(k, s, load, nt) for k, s in whats for load in contended.LOADS
+                    for nt in contended.THREADS}
+    for r in rows:
+        assert r["status"] == "ok" and r["bitwise_equal"] is True, r
+        stats = r["times"]["pyblasnn"]
+        assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]
+    md = (tmp_path / "partial.md").read_text()
+    assert "### Contended" in md and "| busy |" in md and "| numpy |" in md
+
+
+def test_contended_load_stops_its_busy_process():
+    from pyblasnn.bench import contended
+    with contended.load("busy") as between:
+        between()
+    # the process was killed and reaped: no child of ours runs the busy loop any more
+    import os
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs /proc to list child processes")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        assert not (ppid == os.getpid() and contended.BUSY_CODE.encode() in cmd)

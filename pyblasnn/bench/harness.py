@@ -58,6 +58,9 @@ def parse_args(argv=None):
                         "else quick / partial)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--no-epoch", action="store_true", help="skip the end-to-end MNIST epochs (Sequential.fit and the from-scratch listing)")
+    p.add_argument("--no-contended", action="store_true",
+                   help="skip the contended section (epoch and kernel rows on 1 and 2 threads "
+                        "with a busy process, or NumPy calls, competing for the cores)")
     p.add_argument("--mnist", metavar="PATH",
                    help="MNIST file passed to pyblasnn.datasets.mnist.load_data (default: its "
                         "own search: caches, then download)")
@@ -193,8 +196,10 @@ def main(argv=None):
     todo = [c for c in cases_mod.all_cases(mode) if selected(c.kernel, patterns)]
     run_epoch = not args.no_epoch and selected("mnist_epoch", patterns)
     run_tape = not args.no_epoch and selected("from_scratch_epoch", patterns)
+    run_contended = (not args.no_epoch and not args.no_contended
+                     and selected("contended", patterns))
     total = (sum(len(scaling if c.heavy else main_threads) for c in todo) + int(run_epoch)
-             + int(run_tape))
+             + int(run_tape) + int(run_contended))
     progress = Progress(total)
     for line in describe(info):
         print(line, file=sys.stderr)
@@ -231,6 +236,17 @@ def main(argv=None):
                    "status": "FAILED", "reason": _short(exc)}
         rows.append(report.derive(row))
         progress(f"{label} done", advance=True)
+    if run_contended:
+        from .contended import run_contended as contended_rows
+        progress("contended section")
+        try:
+            rows.extend(contended_rows(mode, args.mnist, progress=progress))
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            rows.append({"section": "contended", "kernel": "contended", "shape": "-",
+                         "dtype": "float32", "threads": 0, "load": "-", "group": "contended",
+                         "times": {}, "status": "FAILED", "reason": _short(exc)})
+        progress("contended section done", advance=True)
     progress.close()
     info["load_average_end"] = load_average()
 

@@ -223,6 +223,13 @@ def _document(result, markdown):
         for r in kernel_rows(result, "tape"):
             parts.append(("- " if markdown else "") + f"data: {r['shape']}"
                          + (f"; {r['note']}" if r.get("note") else ""))
+    if kernel_rows(result, "contended"):
+        from .contended import contended_table
+        parts.append(title("Contended: the cores shared with one busy process, or with NumPy "
+                           "calls between pyblasnn's (median ms; 2t / 1t <= 1 is the target)"))
+        parts.append(_render(*contended_table(kernel_rows(result, "contended")), markdown))
+        notes = {r["note"] for r in kernel_rows(result, "contended") if r.get("note")}
+        parts += [("- " if markdown else "") + n for n in sorted(notes)]
     probs = problems(result)
     if probs:
         parts.append(title("Skipped and failed rows"))
