@@ -119,6 +119,29 @@ def product_bound(a, b, dtype, k):
     return (k + 2) * eps(dtype) * abs_prod + np.finfo(dtype).tiny
 
 
+def np_sum_to(full, shape):
+    """NumPy's float64 sum of `full` over the axes broadcasting added to `shape` (the
+    independent oracle of every broadcast-reducing backward; never pyblasnn's sum_to_shape)."""
+    full = np.asarray(full, np.float64)
+    shape = tuple(shape)
+    pad = full.ndim - len(shape)
+    axes = tuple(range(pad)) + tuple(pad + i for i, s in enumerate(shape)
+                                     if s == 1 and full.shape[pad + i] != 1)
+    return full.sum(axis=axes, keepdims=True).reshape(shape) if axes else full.reshape(shape)
+
+
+def assert_sum_to_close(got, full, shape, dtype):
+    """got == full summed to shape (NumPy, float64), element by element within the rounding
+    bound of each element's own sum: (terms + 2) eps sum|terms|. Dropping, doubling or
+    misrouting one term of one element is far above it."""
+    assert_meta(got, tuple(shape), dtype)
+    full = np.asarray(full, np.float64)
+    terms = max(1, full.size // max(1, int(np.prod(shape))))
+    bound = (terms + 2) * eps(dtype) * np_sum_to(np.abs(full), shape) + np.finfo(dtype).tiny
+    err = np.abs(np.asarray(got, np.float64) - np_sum_to(full, shape))
+    assert np.all(err <= bound), (got, np_sum_to(full, shape))
+
+
 def assert_matmul_close(got, a, b, dtype, expected=None, extra=0.0):
     """got == a @ b (numpy.matmul semantics) within the dot-product error bound."""
     a64 = np.asarray(a).astype(np.float64)

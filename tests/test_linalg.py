@@ -314,13 +314,17 @@ def test_dot_backward_values(shapes, dtype, rng):
     dx, dy = ops.dot_backward(dz, x, y)
     assert_meta(dx, x.shape, dtype)
     assert_meta(dy, y.shape, dtype)
-    # exact identities of the adjoint: <dz, dot(x', y)> == <dx, x'> for any x' (and for y)
-    x2 = randn(rng, x.shape, np.float64)
-    y2 = randn(rng, y.shape, np.float64)
-    dz64 = dz.astype(np.float64)
-    lhs_x = np.sum(dz64 * np.dot(x2, y.astype(np.float64)))
-    lhs_y = np.sum(dz64 * np.dot(x.astype(np.float64), y2))
-    tol = 1e-4 if dtype == np.float32 else 1e-11
-    scale = np.sum(np.abs(dz64)) * np.abs(x2).max() * np.abs(y).max() * x.shape[-1] + 1
-    assert abs(np.sum(dx * x2) - lhs_x) <= tol * scale
-    assert abs(np.sum(dy * y2) - lhs_y) <= tol * scale
+    # the full gradients against NumPy, element by element (one random projection of them
+    # would let a wrong element pass): z[I, J, e] = sum_p x[I, p] y[J, p, e]
+    d = x.shape[-1]
+    x64, y64, dz64 = (v.astype(np.float64) for v in (x, y, dz))
+    n_i, n_j = int(np.prod(x.shape[:-1])), int(np.prod(y.shape[:-2]))
+    xl = x64.reshape(n_i, d)
+    yl = y64.reshape(1, d, 1) if y.ndim == 1 else y64.reshape(n_j, d, y.shape[-1])
+    dzl = dz64.reshape(n_i, yl.shape[0], yl.shape[2])
+    for got, expr, a, b, terms, shape in (
+            (dx, "ije,jpe->ip", dzl, yl, yl.shape[0] * yl.shape[2], x.shape),
+            (dy, "ip,ije->jpe", xl, dzl, n_i, y.shape)):
+        exp = np.einsum(expr, a, b).reshape(shape)
+        bound = (max(1, terms) + 2) * eps(dtype) * np.einsum(expr, np.abs(a), np.abs(b)).reshape(shape)
+        assert np.all(np.abs(got.astype(np.float64) - exp) <= bound + np.finfo(dtype).tiny), (got, exp)

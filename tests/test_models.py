@@ -378,14 +378,16 @@ def test_load_rejects_corrupt_and_mismatched_files(tmp_path):
         models.load_model(tmp_path / "missing.npz")
     wider = small_model(hidden=33)
     wider.build((None, 20))
+    before = [w.copy() for w in wider.get_weights()]    # snapshot before the failed load
     with pytest.raises(ValueError, match=r"expects \(20, 33\)"):
         wider.load_weights(good)
     deeper = pyblasnn.Sequential([layers.Dense(32, activation="relu"), layers.Dense(4),
                                   layers.Dense(4)])
     with pytest.raises(ValueError, match="holds 2 layers, the model has 3"):
         deeper.load_weights(good)
-    before = wider.get_weights()
-    for a, b in zip(before, wider.get_weights()):     # a failed load changed nothing
+    after = wider.get_weights()
+    assert len(after) == len(before)
+    for a, b in zip(before, after):                   # a failed load changed nothing
         np.testing.assert_array_equal(a, b)
 
 
