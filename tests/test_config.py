@@ -1,12 +1,13 @@
 """Public names, show_config and thread settings."""
 import io
 import re
+import os
 
 import numpy as np
 import pytest
 
 import pyblasnn
-from pyblasnn import ops
+from pyblasnn import _config, ops
 from pyblasnn._kernels import linalg as _la
 
 PUBLIC_OPS = ["relu", "relu_backward", "add", "add_backward", "subtract", "subtract_backward",
@@ -85,3 +86,27 @@ def test_set_num_threads_accepts_numpy_ints():
         assert pyblasnn.get_num_threads() == 1
     finally:
         pyblasnn.set_num_threads(old)
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def test_ci_build_has_openmp_and_the_expected_simd_path():
+    """In CI (CI is set) a serial build or a portable GEMM on an AVX2 + FMA CPU is a failure,
+    not a warning: both would silently make every product several times slower."""
+    if not os.environ.get("CI"):
+        pytest.skip("CI is not set: a build without OpenMP or AVX2 is allowed (with a warning)")
+    info = _config.config_info()
+    assert info["openmp"] is True, "CI build without OpenMP (setup.py printed why)"
+    flags = _cpu_flags()
+    if flags is not None and {"avx2", "fma"} <= flags:
+        assert info["gemm_kernel"].startswith("avx2"), (
+            f"CPU has avx2+fma but the GEMM uses {info['gemm_kernel']!r}")
