@@ -74,17 +74,22 @@ cdef inline void _sgd_span(floating* w, const floating* g, Py_ssize_t n,
 
 cdef inline void _momentum_span(floating* w, floating* v, const floating* g, Py_ssize_t n,
                                 floating lr, floating m, bint nesterov) noexcept nogil:
-    """v := m*v - lr*g;  w := w + v  (nesterov: w := w + (m*v - lr*g))"""
+    """v := m*v - lr*g;  w := w + v  (nesterov: w := w + (m*v - lr*g))
+
+    g[i] is read once, into a local, before v[i] or w[i] is written: g may be v or w itself
+    (an exact alias; partial overlaps are refused by the validation)."""
     cdef Py_ssize_t i
-    cdef floating vi
+    cdef floating vi, gi
     if nesterov:
         for i in range(n):
-            vi = m * v[i] - lr * g[i]
+            gi = g[i]
+            vi = m * v[i] - lr * gi
             v[i] = vi
-            w[i] = w[i] + (m * vi - lr * g[i])
+            w[i] = w[i] + (m * vi - lr * gi)
     else:
         for i in range(n):
-            vi = m * v[i] - lr * g[i]
+            gi = g[i]
+            vi = m * v[i] - lr * gi
             v[i] = vi
             w[i] = w[i] + vi
 
@@ -93,20 +98,24 @@ cdef inline void _rmsprop_span(floating* w, floating* a, floating* mom, const fl
                                Py_ssize_t n, floating lr, floating rho, floating m,
                                floating eps) noexcept nogil:
     """a := rho*a + (1-rho)*g^2;  d := lr*g / (sqrt(a) + eps);
-    w := w - d, or with momentum  mom := m*mom + d;  w := w - mom"""
+    w := w - d, or with momentum  mom := m*mom + d;  w := w - mom
+
+    g[i] is read once, into a local, before any state is written: g may be a or mom itself."""
     cdef Py_ssize_t i
-    cdef floating ai, di
+    cdef floating ai, di, gi
     cdef floating one_minus_rho = 1 - rho
     if mom == NULL:
         for i in range(n):
-            ai = rho * a[i] + one_minus_rho * g[i] * g[i]
+            gi = g[i]
+            ai = rho * a[i] + one_minus_rho * gi * gi
             a[i] = ai
-            w[i] = w[i] - lr * g[i] / (<floating>sqrt(ai) + eps)
+            w[i] = w[i] - lr * gi / (<floating>sqrt(ai) + eps)
     else:
         for i in range(n):
-            ai = rho * a[i] + one_minus_rho * g[i] * g[i]
+            gi = g[i]
+            ai = rho * a[i] + one_minus_rho * gi * gi
             a[i] = ai
-            di = m * mom[i] + lr * g[i] / (<floating>sqrt(ai) + eps)
+            di = m * mom[i] + lr * gi / (<floating>sqrt(ai) + eps)
             mom[i] = di
             w[i] = w[i] - di
 

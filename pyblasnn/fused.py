@@ -45,18 +45,6 @@ def _land(buf, out):
     return out
 
 
-def _unaliased_grad(grad, state):
-    """grad, or a copy of it when it is exactly the array ``state`` (allowed: grad may be one
-    of the updated arrays), for rules whose kernel writes ``state[i]`` before its last read of
-    ``grad[i]`` (Nesterov momentum's velocity, RMSprop's accumulator). A partial overlap is
-    left for the validation to refuse."""
-    if (type(grad) is np.ndarray and type(state) is np.ndarray
-            and np.may_share_memory(grad, state) and _v.same_layout(grad, state)
-            and grad.dtype == state.dtype):
-        return grad.copy()
-    return grad
-
-
 def _loss_buffers(op, x, labels, out, row_loss, out_in_place):
     """Validated (x, labels, out buffer, row_loss buffer). The buffers are the caller's arrays
     or temporaries when those overlap the inputs (see _target); ``out_in_place``: the kernel
@@ -176,8 +164,6 @@ def sgd_momentum_update(param, velocity, grad, learning_rate, momentum, nesterov
     """In place (Keras rule): velocity = momentum*velocity - lr*grad; param += velocity
     (nesterov: param += momentum*velocity - lr*grad)."""
     op = "sgd_momentum_update"
-    if nesterov:
-        grad = _unaliased_grad(grad, velocity)
     if _optim.try_sgd_momentum(param, velocity, grad, learning_rate, momentum, bool(nesterov),
                                n_threads) is not None:
         return
@@ -195,7 +181,6 @@ def rmsprop_update(param, accumulator, grad, learning_rate, rho, epsilon, moment
     param -= mom.
     """
     op = "rmsprop_update"
-    grad = _unaliased_grad(grad, accumulator)
     if _optim.try_rmsprop(param, accumulator, momentum_buffer, grad, learning_rate, rho, momentum,
                           epsilon, n_threads) is not None:
         return
