@@ -103,7 +103,9 @@ void pbn_region_done(pbn_region *r)
 
 void pbn_region_end(pbn_region *r, int nt)
 {
-    if (nt <= 1 || r->id == 0) return;
+    /* the module's first region may be the one that creates the pool threads: slow, but
+     * not contention */
+    if (nt <= 1 || r->id <= 1) return;
     const long long now = pbn_rt_now_us();
     if (__atomic_load_n(&r->late, __ATOMIC_RELAXED)
             || (r->master_done_us && now - r->master_done_us > PBN_LATE_US)) {

@@ -11,6 +11,7 @@ from pyblasnn._config import kernel_constants, set_thread_backoff
 # parallel entries depend on the machine's load: off for the suite, on in the tests of it
 # (the thread_backoff fixture).
 set_thread_backoff(False)
+os.environ["PYBLASNN_THREAD_BACKOFF"] = "0"   # and in the processes tests start
 
 
 @pytest.fixture
