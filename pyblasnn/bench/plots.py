@@ -21,8 +21,10 @@ def _plt():
     return plt
 
 
-def _ok(result, **match):
-    return [r for r in result["rows"] if r["status"] == "ok"
+def _ok(result, section, **match):
+    """The result's ok rows of one section (kernels / epoch / contended ...) matching `match`:
+    the sections reuse kernel names (an mnist_epoch row under load is not the epoch plot's)."""
+    return [r for r in result["rows"] if r["status"] == "ok" and r.get("section") == section
             and all(r.get(k) == v for k, v in match.items())]
 
 
@@ -41,8 +43,8 @@ def _title_suffix(result):
 
 def plot_matmul(plt, result, path):
     nt = _main_threads(result)
-    rows = sorted((r for r in _ok(result, kernel="matmul", dtype="float32", threads=nt)
-                   if r["extra"].get("square")), key=lambda r: r["size"])
+    rows = sorted((r for r in _ok(result, "kernels", kernel="matmul", dtype="float32", threads=nt)
+                   if r.get("extra", {}).get("square")), key=lambda r: r["size"])
     if not rows:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -51,8 +53,8 @@ def plot_matmul(plt, result, path):
         ax.plot(n, [r["gflops"][who] for r in rows], style,
                 label=(NAMES[who] if who != "numpy" else "NumPy (" + _blas_name(result) + ")")
                 + f", {nt} threads")
-    ones = sorted((r for r in _ok(result, kernel="matmul", dtype="float32", threads=1)
-                   if r["extra"].get("square")), key=lambda r: r["size"]) if nt != 1 else []
+    ones = sorted((r for r in _ok(result, "kernels", kernel="matmul", dtype="float32", threads=1)
+                   if r.get("extra", {}).get("square")), key=lambda r: r["size"]) if nt != 1 else []
     for who, style in (("pyblasnn", "o:"), ("numpy", "s:")):
         if ones:  # the thread-scaling rows: 1 thread, for comparison
             ax.plot([r["size"] for r in ones], [r["gflops"][who] for r in ones], style,
@@ -93,7 +95,7 @@ def plot_elementwise(plt, result, path):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = False
     for k in kernels:
-        rows = sorted(_ok(result, kernel=k, threads=nt), key=lambda r: r["size"])
+        rows = sorted(_ok(result, "kernels", kernel=k, threads=nt), key=lambda r: r["size"])
         rows = [r for r in rows if r.get("x_numpy")]
         if rows:
             ax.plot([r["size"] for r in rows], [r["x_numpy"] for r in rows], "o-", label=k)
@@ -112,7 +114,7 @@ def plot_elementwise(plt, result, path):
 
 def plot_batched(plt, result, path):
     nt = _main_threads(result)
-    rows = _ok(result, kernel="matmul_batched", threads=nt)
+    rows = _ok(result, "kernels", kernel="matmul_batched", threads=nt)
     if not rows:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -130,7 +132,7 @@ def plot_batched(plt, result, path):
 
 
 def plot_epoch(plt, result, path):
-    rows = _ok(result, kernel="mnist_epoch")
+    rows = _ok(result, "epoch", kernel="mnist_epoch")
     if not rows or not rows[-1]["times"]:
         return False
     r = rows[-1]
