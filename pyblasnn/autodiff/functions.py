@@ -23,11 +23,14 @@ __all__ = [
 _R = RULES
 
 
-def _operand(x):
-    """Python scalars stay weak (they take the tensor's dtype); lists become float32 arrays."""
-    if isinstance(x, (Tensor, np.ndarray, int, float)) or np.isscalar(x):
+def _operand(op, x):
+    """x checked for ``op``: Tensors as they are, Python and NumPy numbers stay weak scalars
+    (they take the tensor's dtype), arrays and lists become checked arrays (lists float32)."""
+    if isinstance(x, Tensor):
         return x
-    return to_array("pyblasnn", x)
+    if isinstance(x, (int, float)) or (np.isscalar(x) and not isinstance(x, (str, bytes))):
+        return x
+    return to_array(op, x)
 
 
 # ----------------------------------------------------------------------------- creation
@@ -71,12 +74,27 @@ def ones(shape, dtype="float32"):
     return Tensor._wrap(np.ones(_shape("ones", shape), dtype))
 
 
+def _tensor_dtype(op, dtype):
+    """``dtype`` as a NumPy dtype a tensor can hold (float, int, uint or bool)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "fiub" or dtype.itemsize > 8:
+        raise TypeError(f"{op}: unsupported dtype {dtype}; tensors hold float32/float64 "
+                        f"(or integer/bool data that is not differentiated)")
+    return dtype
+
+
 def zeros_like(x, dtype=None):
-    return Tensor._wrap(np.zeros(np.shape(as_value(x)), dtype or np.asarray(as_value(x)).dtype))
+    """Zeros of x's shape and (unless ``dtype`` is given) its dtype."""
+    arr = to_array("zeros_like", x)
+    return Tensor._wrap(np.zeros(arr.shape, arr.dtype if dtype is None
+                                 else _tensor_dtype("zeros_like", dtype)))
 
 
 def ones_like(x, dtype=None):
-    return Tensor._wrap(np.ones(np.shape(as_value(x)), dtype or np.asarray(as_value(x)).dtype))
+    """Ones of x's shape and (unless ``dtype`` is given) its dtype."""
+    arr = to_array("ones_like", x)
+    return Tensor._wrap(np.ones(arr.shape, arr.dtype if dtype is None
+                                else _tensor_dtype("ones_like", dtype)))
 
 
 # -------------------------------------------------------------------------- arithmetic
@@ -88,7 +106,7 @@ def _binary(name, plain):
             if out is not None or n_threads is not None:
                 raise TypeError(f"{name}: out= and n_threads= are for NumPy arrays; on "
                                 f"tensors {name} returns a new Tensor")
-            return apply(rule, (_operand(x), _operand(y)))
+            return apply(rule, (_operand(name, x), _operand(name, y)))
         return plain(x, y, out=out, n_threads=n_threads)
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = (f"{name}(x, y) with NumPy broadcasting. Arrays in: ``pyblasnn.ops.{name}`` "
@@ -106,12 +124,12 @@ maximum = _binary("maximum", ops.maximum)
 
 def negative(x):
     """-x."""
-    return apply(_R["negative"], (_operand(x),))
+    return apply(_R["negative"], (_operand("negative", x),))
 
 
 def square(x):
     """x * x."""
-    return apply(_R["square"], (_operand(x),))
+    return apply(_R["square"], (_operand("square", x),))
 
 
 def pow(x, y):  # noqa: A001 - TensorFlow's name
@@ -123,7 +141,7 @@ def pow(x, y):  # noqa: A001 - TensorFlow's name
         raise TypeError(f"pow: the exponent must be a Python number, got {type(y).__name__}")
     if y == 2:
         return square(x)
-    return apply(_R["power"], (_operand(x),), {"exponent": y})
+    return apply(_R["power"], (_operand("pow", x),), {"exponent": y})
 
 
 def matmul(a, b, out=None, n_threads=None, transpose_a=False, transpose_b=False):
@@ -138,7 +156,7 @@ def matmul(a, b, out=None, n_threads=None, transpose_a=False, transpose_b=False)
         if out is not None or n_threads is not None:
             raise TypeError("matmul: out= and n_threads= are for NumPy arrays; on tensors "
                             "matmul returns a new Tensor")
-        return apply(_R["matmul"], (_operand(a), _operand(b)))
+        return apply(_R["matmul"], (_operand("matmul", a), _operand("matmul", b)))
     return ops.matmul(a, b, out=out, n_threads=n_threads)
 
 
@@ -150,26 +168,27 @@ def _swap_last(t):
 
 def dense(x, kernel, bias=None, activation=None):
     """act(x @ kernel + bias) as one recorded op: relu fused into the GEMM epilogue."""
-    inputs = (_operand(x), _operand(kernel)) + ((_operand(bias),) if bias is not None else ())
+    inputs = ((_operand("dense", x), _operand("dense", kernel))
+              + ((_operand("dense", bias),) if bias is not None else ()))
     return apply(_R["dense"], inputs, {"activation": activation})
 
 
 # -------------------------------------------------------------------------- reductions
 def reduce_sum(x, axis=None, keepdims=False):
     """Sum over ``axis`` (int, tuple or None for all axes)."""
-    return apply(_R["reduce_sum"], (_operand(x),), {"axis": axis, "keepdims": keepdims})
+    return apply(_R["reduce_sum"], (_operand("reduce_sum", x),), {"axis": axis, "keepdims": keepdims})
 
 
 def reduce_mean(x, axis=None, keepdims=False):
     """Mean over ``axis`` (int, tuple or None for all axes)."""
-    return apply(_R["reduce_mean"], (_operand(x),), {"axis": axis, "keepdims": keepdims})
+    return apply(_R["reduce_mean"], (_operand("reduce_mean", x),), {"axis": axis, "keepdims": keepdims})
 
 
 # ------------------------------------------------------------------------------ layout
 def reshape(x, shape):
     """x with a new shape (one entry may be -1)."""
     try:
-        return apply(_R["reshape"], (_operand(x),), {"shape": _shape_with_minus(shape)})
+        return apply(_R["reshape"], (_operand("reshape", x),), {"shape": _shape_with_minus(shape)})
     except ValueError as exc:
         raise ValueError(f"reshape: {exc}") from None
 
@@ -181,7 +200,7 @@ def _shape_with_minus(shape):
 
 def transpose(x, perm=None):
     """Axes permuted by ``perm`` (default: reversed)."""
-    return apply(_R["transpose"], (_operand(x),), {"perm": perm})
+    return apply(_R["transpose"], (_operand("transpose", x),), {"perm": perm})
 
 
 def getitem(x, key):
@@ -195,34 +214,34 @@ def getitem(x, key):
 
 def cast(x, dtype):
     """x converted to ``dtype`` (not differentiated)."""
-    return Tensor._wrap(np.asarray(as_value(x)).astype(dtype))
+    return Tensor._wrap(to_array("cast", x).astype(_tensor_dtype("cast", dtype)))
 
 
 def argmax(x, axis=0):
     """Index of the largest value along ``axis`` (int64 tensor, as TensorFlow)."""
-    return Tensor._wrap(np.argmax(as_value(x), axis=axis).astype(np.int64))
+    return Tensor._wrap(np.argmax(to_array("argmax", x), axis=axis).astype(np.int64))
 
 
 # ------------------------------------------------------------------------- activations
 def relu(x):
     """max(x, 0) element-wise."""
-    return apply(_R["relu"], (_operand(x),))
+    return apply(_R["relu"], (_operand("relu", x),))
 
 
 def sigmoid(x):
     """1 / (1 + exp(-x)) element-wise."""
-    return apply(_R["sigmoid"], (_operand(x),))
+    return apply(_R["sigmoid"], (_operand("sigmoid", x),))
 
 
 def tanh(x):
     """tanh(x) element-wise."""
-    return apply(_R["tanh"], (_operand(x),))
+    return apply(_R["tanh"], (_operand("tanh", x),))
 
 
 def softmax(logits, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis``. The result remembers its logits, so a
     cross-entropy taken of it runs the fused, stable softmax + cross-entropy kernel."""
-    logits = _operand(logits)
+    logits = _operand("softmax", logits)
     out = apply(_R["softmax"], (logits,), {"axis": axis})
     if axis in (-1, 1) and np.ndim(as_value(logits)) == 2:
         out._logits = logits
@@ -241,7 +260,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
     scores = y_pred
     if not from_logits and isinstance(y_pred, Tensor) and y_pred._logits is not None:
         scores, from_logits = y_pred._logits, True
-    scores = _operand(scores)
+    scores = _operand(op, scores)
     values = as_value(scores)
     if np.ndim(values) != 2:
         raise ValueError(f"{op}: y_pred must be 2-D (samples, classes), got shape "
