@@ -28,7 +28,8 @@ from pyblasnn.datasets import DatasetUnavailableError, fashion_mnist, mnist, rea
 from pyblasnn.datasets import _sources
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
-REPO = Path(__file__).resolve().parents[1]
+#: Where the pyblasnn under test lives (installed or in-place): child processes import it.
+PACKAGE_PARENT = Path(pyblasnn.__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -596,8 +597,8 @@ KILLED_SAVE = textwrap.dedent("""
 
 def _killed_save(target):
     proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(target)],
-                            stdout=subprocess.PIPE, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            stdout=subprocess.PIPE, cwd=PACKAGE_PARENT,
+                            env={**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)})
     try:
         assert proc.stdout.readline().strip() == b"writing"
     finally:

@@ -155,15 +155,17 @@ def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch):
     import nbclient
     import nbformat
 
-    # a kernel spec of this interpreter, so the kernel imports this checkout's pyblasnn
+    # a kernel spec of this interpreter
     spec_dir = tmp_path / "jupyter" / "kernels" / "pyblasnn-test"
     spec_dir.mkdir(parents=True)
     (spec_dir / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "pyblasnn test", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    import pyblasnn     # the kernel imports the pyblasnn under test (installed or in-place)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(pyblasnn.__file__)))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     monkeypatch.setenv("PYBLASNN_NOTEBOOK_QUICK", "1")
     figures = tmp_path / "figures"
     monkeypatch.setenv("PYBLASNN_NOTEBOOK_FIGURES", str(figures))

@@ -19,8 +19,10 @@ from pyblasnn import _config, fused, ops
 from conftest import (GEMM_PARALLEL_MIN_FLOPS, GEMV_PARALLEL_MIN_ELEMENTS, MAX_THREADS,
                       PARALLEL_MIN_ELEMENTS, SPARSE_PARALLEL_MIN_MNK, examples)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = os.path.join(ROOT, "tests")
+# Child processes import the pyblasnn under test (installed or in-place), never whatever
+# source tree happens to sit next to the tests.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(pyblasnn.__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def _r(rng, shape, dtype):
