@@ -5,6 +5,7 @@ table, the JSON and the markdown it produced; a deliberately wrong kernel must m
 FAILED and the exit code non-zero.
 """
 import json
+import os
 
 import numpy as np
 import pytest
@@ -192,7 +193,9 @@ def test_epoch_row_on_synthetic_data(monkeypatch):
 def test_from_scratch_row_runs_the_listing_beside_fit(monkeypatch):
     from pyblasnn.bench import tape_epoch
     _fake_mnist(monkeypatch, 3)
-    listing = tape_epoch.load_listing()
+    # the listing beside these tests: an installed pyblasnn has no examples/ next to it
+    listing = tape_epoch.load_listing(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                   os.pardir, "examples", "from_scratch.py"))
     for name in ("NaiveDense", "NaiveSequential", "BatchGenerator", "one_training_step",
                  "update_weights", "fit", "optimizer"):
         assert name in listing, name
