@@ -43,6 +43,28 @@ cdef extern from "gemm/gemm.h" nogil:
     double pbn_gemv_parallel_min()
     double pbn_sparse_parallel_min()
     size_t pbn_gemm_scratch_buffers()
+    int pbn_gemm_block_sizes_isa(int isa, int f64, pbn_int out[5])
+
+cdef extern from "gemm/gemm_runtime.h" nogil:
+    int PBN_ISA_COUNT
+    const char *pbn_isa_name(int isa)
+    int pbn_isa_parse(const char *name)
+    int pbn_isa_best()
+    int pbn_isa_supported(int isa)
+    int pbn_isa()
+    int pbn_isa_set(int isa)
+    const char *pbn_isa_env_error()
+    const char *pbn_isa_cpu_list()
+
+
+def _check_isa_env():
+    """PYBLASNN_ISA (read once, here at import): a name the CPU lacks is a ValueError."""
+    cdef const char *err = pbn_isa_env_error()
+    if err != NULL:
+        raise ValueError(err.decode())
+
+
+_check_isa_env()
 
 
 cdef inline Py_ssize_t elem_stride(cnp.ndarray a, int axis):
@@ -124,15 +146,23 @@ def sparse_products():
     return pbn_gemm_sparse_products()
 
 
-def block_sizes():
+def block_sizes(isa=None):
     """{dtype name: {"MR", "NR", "KC", "MC", "NC"}}: the packed engine's register tile and
-    cache blocks, as compiled (tests derive their edge-straddling shapes from these)."""
+    cache blocks for an ISA ("avx512", "avx2", "portable"; default: the one in use), as
+    compiled (tests derive their edge-straddling shapes from these)."""
     cdef pbn_int out[5]
+    cdef int code = pbn_isa() if isa is None else _isa_code(isa, "block_sizes")
     res = {}
     for f64, name in ((0, "float32"), (1, "float64")):
-        pbn_gemm_block_sizes(f64, out)
+        pbn_gemm_block_sizes_isa(code, f64, out)
         res[name] = dict(zip(("MR", "NR", "KC", "MC", "NC"), [out[i] for i in range(5)]))
     return res
+
+
+def block_table():
+    """{isa: block_sizes(isa)} for every ISA the engine has (supported here or not)."""
+    return {pbn_isa_name(i).decode(): block_sizes(pbn_isa_name(i).decode())
+            for i in range(PBN_ISA_COUNT)}
 
 
 def parallel_thresholds():
@@ -168,8 +198,43 @@ def set_backoff(bint on):
 
 
 def force_portable(bint force):
-    """Force the portable (non-SIMD) GEMM path; for tests that compare the two."""
-    pbn_gemm_force_portable(force)
+    """Force the portable (non-SIMD) GEMM path (True), or go back to the best ISA this CPU
+    has (False); for tests that compare the two. set_isa is the general switch."""
+    set_isa("portable" if force else best_isa())
+
+
+cdef int _isa_code(object name, str op) except -1:
+    if not isinstance(name, str):
+        raise TypeError(f"{op}: isa must be a str, got {type(name).__name__}")
+    cdef int code = pbn_isa_parse(name.encode())
+    if code < 0:
+        raise ValueError(f"{op}: isa must be one of 'avx512', 'avx2', 'portable', got {name!r}")
+    return code
+
+
+def isa():
+    """The instruction set the GEMM engine uses now: "avx512", "avx2" or "portable"."""
+    return pbn_isa_name(pbn_isa()).decode()
+
+
+def best_isa():
+    """The best instruction set this CPU (and its OS) supports."""
+    return pbn_isa_name(pbn_isa_best()).decode()
+
+
+def supported_isas():
+    """The instruction sets this CPU can run, best first (always ends with "portable")."""
+    return [pbn_isa_name(i).decode() for i in range(pbn_isa_best(), -1, -1)]
+
+
+def set_isa(name):
+    """Use the GEMM kernels of this instruction set from now on (tests; PYBLASNN_ISA is the
+    user's switch). ValueError for an unknown name or one this CPU lacks."""
+    cdef int code = _isa_code(name, "set_isa")
+    if not pbn_isa_supported(code):
+        raise ValueError(f"set_isa: this CPU (or its OS) does not support {name!r}; it has: "
+                         f"{pbn_isa_cpu_list().decode()}")
+    pbn_isa_set(code)
 
 
 # ----------------------------------------------------------------- lean call-overhead path

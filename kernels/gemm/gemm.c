@@ -9,24 +9,35 @@
 #include "../openmp_shim.h"
 #include "../pbn_runtime.h"
 
-/* ---- run-time choices ---- */
-static int force_portable = 0;
-void pbn_gemm_force_portable(int force) { force_portable = force != 0; }
-
-static int pbn_use_simd(void) { return !force_portable && pbn_cpu_has_avx2_fma(); }
-int pbn_gemm_use_simd(void) { return pbn_use_simd(); }
+/* ---- run-time choices (the ISA itself is chosen in gemm_runtime.c) ---- */
+/* Kept for the tests written before set_isa: force = 1 selects the portable ISA, 0 the
+ * best one this CPU has. */
+void pbn_gemm_force_portable(int force) { pbn_isa_set(force ? PBN_ISA_PORTABLE : pbn_isa_best()); }
 
 const char *pbn_gemm_kernel_name(void)
 {
-    return pbn_use_simd() ? "avx2+fma 6x16 f32 / 6x8 f64" : "portable";
+    switch (pbn_isa()) {
+    case PBN_ISA_AVX512: return "avx512 12x32 f32 / 12x16 f64";
+    case PBN_ISA_AVX2: return "avx2+fma 6x16 f32 / 6x8 f64";
+    default: return "portable";
+    }
 }
 
 const char *pbn_gemm_paths(void)
 {
-    return pbn_use_simd()
-        ? "packed 6x16 / 6x8 micro-kernels; matrix-vector; small-n dot (f32); batched "
-          "row groups (n = 8..64 f32, 8..32 f64); zero-skipping sparse A (f32, <= 30% nonzero)"
-        : "portable: packed micro-kernels in C; matrix-vector; batched C loops";
+    switch (pbn_isa()) {
+    case PBN_ISA_AVX512:
+        return "packed and unpacked (small/skinny) GEMM: avx512 12x32 f32 / 12x16 f64 "
+               "micro-kernels (masked edges); still on their AVX2 kernels under avx512: "
+               "small-n dot (f32, n <= 16), matrix-vector, batched tiny row groups "
+               "(n = 8..64 f32, 8..32 f64), zero-skipping sparse A (f32, <= 30% nonzero)";
+    case PBN_ISA_AVX2:
+        return "packed and unpacked (small/skinny) GEMM: avx2 6x16 f32 / 6x8 f64 "
+               "micro-kernels; small-n dot (f32, n <= 16); matrix-vector; batched tiny row "
+               "groups (n = 8..64 f32, 8..32 f64); zero-skipping sparse A (f32, <= 30% nonzero)";
+    default:
+        return "portable: packed micro-kernels in C; matrix-vector; batched C loops";
+    }
 }
 
 /* Below this many flops the call runs on one thread (fork/join costs more than it saves).
@@ -70,107 +81,106 @@ static int pbn_choose_swap(pbn_int m, pbn_int n, pbn_int k, pbn_int rsa, pbn_int
     return n < 16 && m >= 2 * n && m >= 32 && rsa == 1 && csa != 1 && !a_rows && !bias;
 }
 
-/* 64-byte aligned packing scratch, one buffer per thread kept between calls.
- * A fresh malloc of a few hundred KiB per call is served by mmap, and the page faults on
- * first touch cost ~3% of a (128,784)@(784,512) product; OpenMP's pool threads and the
- * calling thread are long-lived, so a per-thread buffer that only grows removes that.
- * Thread-safe because each thread owns its buffer; nothing in the engine recurses, so
- * one buffer per thread is enough. Buffers above PBN_SCRATCH_KEEP bytes are not kept
- * (pbn_scratch_done frees them) so a single huge product does not pin memory.
- * The buffer hangs off a pthread key whose destructor frees it when the thread exits
- * (short-lived Python threads, the pool threads of an OpenMP team that goes away): a bare
- * _Thread_local pointer would leak up to PBN_SCRATCH_KEEP bytes per thread that ever ran
- * a product. */
-#define PBN_SCRATCH_KEEP ((size_t)16 << 20)
-typedef struct { void *mem; size_t cap; } pbn_scratch_slot;
-static pthread_key_t pbn_scratch_key;
-static int pbn_scratch_key_ok = 0;
-static pthread_once_t pbn_scratch_once = PTHREAD_ONCE_INIT;
-static size_t pbn_scratch_live = 0;   /* buffers allocated and not yet freed (tests) */
+/* ---- driver instances: one per (dtype, register tile) of the table in gemm_internal.h ---- */
+#define DEFINE_ARGS(T, DT)                                                      \
+typedef struct {                                                                \
+    pbn_int m, n, k;                                                            \
+    const T *A; pbn_int rsa, csa; const pbn_int *a_rows;                        \
+    const T *B; pbn_int rsb, csb;                                               \
+    T *C; pbn_int rsc, csc;                                                     \
+    int accumulate; const T *bias; int relu;                                    \
+} args_##DT;
+DEFINE_ARGS(float, f32)
+DEFINE_ARGS(double, f64)
 
-static void pbn_scratch_free_slot(void *p)
-{
-    pbn_scratch_slot *s = (pbn_scratch_slot *)p;
-    if (s->mem) __atomic_fetch_sub(&pbn_scratch_live, 1, __ATOMIC_RELAXED);
-    free(s->mem);
-    free(s);
-}
-
-static void pbn_scratch_make_key(void)
-{
-    pbn_scratch_key_ok = pthread_key_create(&pbn_scratch_key, pbn_scratch_free_slot) == 0;
-}
-
-static void *pbn_align(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
-
-static pbn_scratch_slot *pbn_scratch_slot_of_thread(int create)
-{
-    pthread_once(&pbn_scratch_once, pbn_scratch_make_key);
-    if (!pbn_scratch_key_ok) return NULL;
-    pbn_scratch_slot *s = (pbn_scratch_slot *)pthread_getspecific(pbn_scratch_key);
-    if (!s && create) {
-        s = (pbn_scratch_slot *)calloc(1, sizeof *s);
-        if (s && pthread_setspecific(pbn_scratch_key, s) != 0) { free(s); s = NULL; }
-    }
-    return s;
-}
-
-/* Aligned scratch of at least `bytes` for the calling thread, or NULL when out of memory. */
-void *pbn_scratch(size_t bytes)
-{
-    pbn_scratch_slot *s = pbn_scratch_slot_of_thread(1);
-    if (!s) return NULL;
-    if (bytes > s->cap || !s->mem) {
-        if (s->mem) __atomic_fetch_sub(&pbn_scratch_live, 1, __ATOMIC_RELAXED);
-        free(s->mem);
-        s->mem = malloc(bytes + 64);
-        s->cap = s->mem ? bytes : 0;
-        if (!s->mem) return NULL;
-        __atomic_fetch_add(&pbn_scratch_live, 1, __ATOMIC_RELAXED);
-    }
-    return pbn_align(s->mem);
-}
-
-/* Call when the thread is done with the scratch of pbn_scratch. */
-void pbn_scratch_done(void)
-{
-    pbn_scratch_slot *s = pbn_scratch_slot_of_thread(0);
-    if (s && s->cap > PBN_SCRATCH_KEEP) {
-        __atomic_fetch_sub(&pbn_scratch_live, 1, __ATOMIC_RELAXED);
-        free(s->mem); s->mem = NULL; s->cap = 0;
-    }
-}
-
-size_t pbn_gemm_scratch_buffers(void) { return __atomic_load_n(&pbn_scratch_live, __ATOMIC_RELAXED); }
-
-/* ---- float ---- */
 #define T float
-#define SFX f32
-#define MR PBN_MR_F32
-#define NR PBN_NR_F32
-/* KC 384 (was 256): 3 k slices instead of 4 for the MLP's k = 784 (fewer passes over C);
- * measured 0-9% faster on (128,784)@(784,512) over three interleaved A/B rounds, within
- * noise on 1024^3 / 1536^3, 1 thread. */
-#define KC 384
-#define MC 144
-#define NC 4080
+#define DT f32
+#define SFX f32_6x16
+#define MR PBN_AVX2_MR_F32
+#define NR PBN_AVX2_NR_F32
+#define KC PBN_KC_F32
+#define MC PBN_AVX2_MC_F32
+#define NC PBN_AVX2_NC_F32
 #define UKR_T pbn_ukr_f32
 #define TINY_WIDTH PBN_TINY_WIDTH_F32
-#define ukr_simd_f32 pbn_ukr_avx2_f32
 #include "gemm_driver.h"   /* undefines its parameters at the end */
 
-/* ---- double ---- */
+#define T float
+#define DT f32
+#define SFX f32_12x32
+#define MR PBN_AVX512_MR_F32
+#define NR PBN_AVX512_NR_F32
+#define KC PBN_KC_F32
+#define MC PBN_AVX512_MC_F32
+#define NC PBN_AVX512_NC_F32
+#define UKR_T pbn_ukr_f32
+#define TINY_WIDTH PBN_TINY_WIDTH_F32
+#include "gemm_driver.h"
+
 #define T double
-#define SFX f64
-#define MR PBN_MR_F64
-#define NR PBN_NR_F64
-#define KC 256
-#define MC 72
-#define NC 4080
+#define DT f64
+#define SFX f64_6x8
+#define MR PBN_AVX2_MR_F64
+#define NR PBN_AVX2_NR_F64
+#define KC PBN_KC_F64
+#define MC PBN_AVX2_MC_F64
+#define NC PBN_AVX2_NC_F64
 #define UKR_T pbn_ukr_f64
 #define TINY_WIDTH PBN_TINY_WIDTH_F64
-#define ukr_simd_f64 pbn_ukr_avx2_f64
-#include "gemm_driver.h"   /* undefines its parameters at the end */
+#include "gemm_driver.h"
+
+#define T double
+#define DT f64
+#define SFX f64_12x16
+#define MR PBN_AVX512_MR_F64
+#define NR PBN_AVX512_NR_F64
+#define KC PBN_KC_F64
+#define MC PBN_AVX512_MC_F64
+#define NC PBN_AVX512_NC_F64
+#define UKR_T pbn_ukr_f64
+#define TINY_WIDTH PBN_TINY_WIDTH_F64
+#include "gemm_driver.h"
+
+/* The packed engine of the ISA in use (read once per call, so a concurrent set_isa never
+ * mixes two tiles in one product). */
+static void gemm_f32(const args_f32 *g, int n_threads)
+{
+    switch (pbn_isa()) {
+    case PBN_ISA_AVX512: gemm_f32_12x32(g, n_threads, pbn_sgemm_avx512_12x32); break;
+    case PBN_ISA_AVX2: gemm_f32_6x16(g, n_threads, pbn_sgemm_avx2_6x16); break;
+    default: gemm_f32_6x16(g, n_threads, ukr_portable_f32_6x16); break;
+    }
+}
+
+static void gemm_f64(const args_f64 *g, int n_threads)
+{
+    switch (pbn_isa()) {
+    case PBN_ISA_AVX512: gemm_f64_12x16(g, n_threads, pbn_dgemm_avx512_12x16); break;
+    case PBN_ISA_AVX2: gemm_f64_6x8(g, n_threads, pbn_dgemm_avx2_6x8); break;
+    default: gemm_f64_6x8(g, n_threads, ukr_portable_f64_6x8); break;
+    }
+}
+
+#define DEFINE_BATCHED_DISPATCH(T, DT, BIG, SMALL, UKR_BIG, UKR_SMALL)                        \
+static void gemm_batched_##DT(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,                 \
+        const T *A, const pbn_int *a_off, pbn_int rsa, pbn_int csa,                           \
+        const T *B, const pbn_int *b_off, pbn_int rsb, pbn_int csb,                           \
+        T *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc, int n_threads)                  \
+{                                                                                             \
+    switch (pbn_isa()) {                                                                      \
+    case PBN_ISA_AVX512:                                                                      \
+        gemm_batched_##BIG(batch, m, n, k, A, a_off, rsa, csa, B, b_off, rsb, csb, C, c_off,  \
+                           rsc, csc, n_threads, UKR_BIG); break;                              \
+    case PBN_ISA_AVX2:                                                                        \
+        gemm_batched_##SMALL(batch, m, n, k, A, a_off, rsa, csa, B, b_off, rsb, csb, C, c_off,\
+                             rsc, csc, n_threads, UKR_SMALL); break;                          \
+    default:                                                                                  \
+        gemm_batched_##SMALL(batch, m, n, k, A, a_off, rsa, csa, B, b_off, rsb, csb, C, c_off,\
+                             rsc, csc, n_threads, ukr_portable_##SMALL); break;               \
+    }                                                                                         \
+}
+DEFINE_BATCHED_DISPATCH(float, f32, f32_12x32, f32_6x16, pbn_sgemm_avx512_12x32, pbn_sgemm_avx2_6x16)
+DEFINE_BATCHED_DISPATCH(double, f64, f64_12x16, f64_6x8, pbn_dgemm_avx512_12x16, pbn_dgemm_avx2_6x8)
 
 /* ---- float, small n: one dot product per C element, vectorised along k ----
  * For n <= 16 with A rows contiguous in k (the n = 10 output layer's forward pass
@@ -265,7 +275,7 @@ void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
         return;  /* A mostly zeros (an MNIST batch): skip them (gemm_sparse.c) */
     args_f32 g = { m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                    accumulate, bias, relu };
-    if (pbn_choose_dot(m, n, k, csa) && pbn_use_simd() && gemm_dot_f32(&g, n_threads)) return;
+    if (pbn_choose_dot(m, n, k, csa) && pbn_gemm_use_simd() && gemm_dot_f32(&g, n_threads)) return;
     gemm_f32(&g, n_threads);
 }
 
@@ -306,7 +316,24 @@ void pbn_gemm_batched_f64(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
                      C, c_off, rsc, csc, n_threads);
 }
 
-void pbn_gemm_block_sizes(int f64, pbn_int out[5])
+/* The table of gemm_internal.h, as numbers: MR, NR, KC, MC, NC of an ISA's packed engine. */
+static const pbn_int pbn_blocks[PBN_ISA_COUNT][2][5] = {
+    [PBN_ISA_PORTABLE] = {
+        { PBN_AVX2_MR_F32, PBN_AVX2_NR_F32, PBN_KC_F32, PBN_AVX2_MC_F32, PBN_AVX2_NC_F32 },
+        { PBN_AVX2_MR_F64, PBN_AVX2_NR_F64, PBN_KC_F64, PBN_AVX2_MC_F64, PBN_AVX2_NC_F64 } },
+    [PBN_ISA_AVX2] = {
+        { PBN_AVX2_MR_F32, PBN_AVX2_NR_F32, PBN_KC_F32, PBN_AVX2_MC_F32, PBN_AVX2_NC_F32 },
+        { PBN_AVX2_MR_F64, PBN_AVX2_NR_F64, PBN_KC_F64, PBN_AVX2_MC_F64, PBN_AVX2_NC_F64 } },
+    [PBN_ISA_AVX512] = {
+        { PBN_AVX512_MR_F32, PBN_AVX512_NR_F32, PBN_KC_F32, PBN_AVX512_MC_F32, PBN_AVX512_NC_F32 },
+        { PBN_AVX512_MR_F64, PBN_AVX512_NR_F64, PBN_KC_F64, PBN_AVX512_MC_F64, PBN_AVX512_NC_F64 } },
+};
+
+int pbn_gemm_block_sizes_isa(int isa, int f64, pbn_int out[5])
 {
-    if (f64) block_sizes_f64(out); else block_sizes_f32(out);
+    if (isa < 0 || isa >= PBN_ISA_COUNT) return -1;
+    for (int i = 0; i < 5; i++) out[i] = pbn_blocks[isa][f64 != 0][i];
+    return 0;
 }
+
+void pbn_gemm_block_sizes(int f64, pbn_int out[5]) { pbn_gemm_block_sizes_isa(pbn_isa(), f64, out); }

@@ -11,7 +11,9 @@
  * a_rows gathers rows of A (a shuffled minibatch) without copying them.
  * C must not overlap A or B. m, n or k may be 0 (k == 0 gives C := accumulate ? C : 0, + epilogue).
  * Determinism: the order in which products are summed into any C element depends only on
- * (m, n, k) and the selected code path, never on n_threads, so 1 and N threads agree bitwise.
+ * (m, n, k) and the selected code path, never on n_threads, so 1 and N threads agree bitwise;
+ * nor on the ISA between avx512 and avx2 (same k slices, one FMA chain per element in p
+ * order, same epilogue), so those two agree bitwise as well. The portable path need not.
  */
 #ifndef PBN_GEMM_H
 #define PBN_GEMM_H
@@ -46,7 +48,8 @@ void pbn_gemm_batched_f64(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
                           double *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc,
                           int n_threads);
 
-/* Name of the micro-kernel path chosen at run time, e.g. "avx2+fma 6x16" or "portable". */
+/* Name of the micro-kernel path in use (the ISA of gemm_runtime.h), e.g. "avx512 12x32 f32 /
+ * 12x16 f64", "avx2+fma 6x16 f32 / 6x8 f64" or "portable". */
 const char *pbn_gemm_kernel_name(void);
 
 /* The GEMM engine's paths in use on this CPU, in words (pyblasnn.show_config). */
@@ -56,8 +59,11 @@ const char *pbn_gemm_paths(void);
 unsigned long pbn_gemm_sparse_products(void);
 
 /* The register tile and cache blocks of the packed engine for float32 (f64 = 0) or float64:
- * out = {MR, NR, KC, MC, NC}. The one source of these numbers for tests and show_config. */
+ * out = {MR, NR, KC, MC, NC}, for the ISA in use (pbn_gemm_block_sizes) or a given one
+ * (returns -1 for an unknown ISA index). The one source of these numbers for tests and
+ * show_config. */
 void pbn_gemm_block_sizes(int f64, pbn_int out[5]);
+int pbn_gemm_block_sizes_isa(int isa, int f64, pbn_int out[5]);
 
 /* Flops (2 m n k) below which a product runs on one thread; rows * k below which a
  * matrix-vector product does. */
@@ -69,7 +75,8 @@ double pbn_sparse_parallel_min(void);   /* m n k, zero-skipping path */
  * when their thread exits). */
 size_t pbn_gemm_scratch_buffers(void);
 
-/* 1 to force the portable path (tests compare it with the SIMD path), 0 for automatic. */
+/* 1 to force the portable path (tests compare it with the SIMD path), 0 for the best ISA
+ * of this CPU; the general switch is pbn_isa_set (gemm_runtime.h). */
 void pbn_gemm_force_portable(int force);
 
 #endif

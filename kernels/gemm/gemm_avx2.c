@@ -1,29 +1,20 @@
 /* AVX2 + FMA micro-kernels (6x16 float, 6x8 double). Compiled per function with
- * target("avx2,fma") so the build needs no -march flag; chosen at run time. */
+ * target("avx2,fma") so the build needs no -march flag; chosen at run time by the runtime
+ * layer (gemm_runtime.c). */
 #include "gemm_internal.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #define PBN_AVX2 __attribute__((target("avx2,fma")))
 
-int pbn_cpu_has_avx2_fma(void)
-{
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
-
 /* ---- float: 6 x 16 ---- */
-#define UKR_NAME pbn_ukr_avx2_f32
+#define UKR_NAME pbn_sgemm_avx2_6x16
 #define T float
 #define VT __m256
 #define VMASK_T __m256i
 #define W 8
-#define MR PBN_MR_F32
-#define NR PBN_NR_F32
+#define MR PBN_AVX2_MR_F32
+#define NR PBN_AVX2_NR_F32
 #define VZERO() _mm256_setzero_ps()
 #define VLOADU(p) _mm256_loadu_ps(p)
 #define VSTOREU(p, v) _mm256_storeu_ps(p, v)
@@ -122,13 +113,13 @@ PBN_AVX2 void pbn_dot3x4_avx2_f32(pbn_int k, const float *const *a, const float 
 #undef DOT_ROW3M
 
 /* ---- double: 6 x 8 ---- */
-#define UKR_NAME pbn_ukr_avx2_f64
+#define UKR_NAME pbn_dgemm_avx2_6x8
 #define T double
 #define VT __m256d
 #define VMASK_T __m256i
 #define W 4
-#define MR PBN_MR_F64
-#define NR PBN_NR_F64
+#define MR PBN_AVX2_MR_F64
+#define NR PBN_AVX2_NR_F64
 #define VZERO() _mm256_setzero_pd()
 #define VLOADU(p) _mm256_loadu_pd(p)
 #define VSTOREU(p, v) _mm256_storeu_pd(p, v)
@@ -143,13 +134,12 @@ PBN_AVX2 void pbn_dot3x4_avx2_f32(pbn_int k, const float *const *a, const float 
 
 #else /* not x86 with GCC-style builtins: only the portable path exists */
 
-int pbn_cpu_has_avx2_fma(void) { return 0; }
-void pbn_ukr_avx2_f32(pbn_int kc, const float *const *a, pbn_int as, const float *b, pbn_int bs,
+void pbn_sgemm_avx2_6x16(pbn_int kc, const float *const *a, pbn_int as, const float *b, pbn_int bs,
                       float *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                       int load_c, const float *bias, int relu)
 { (void)kc; (void)a; (void)as; (void)b; (void)bs; (void)c; (void)rsc; (void)csc; (void)mr; (void)nr;
   (void)load_c; (void)bias; (void)relu; }
-void pbn_ukr_avx2_f64(pbn_int kc, const double *const *a, pbn_int as, const double *b, pbn_int bs,
+void pbn_dgemm_avx2_6x8(pbn_int kc, const double *const *a, pbn_int as, const double *b, pbn_int bs,
                       double *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                       int load_c, const double *bias, int relu)
 { (void)kc; (void)a; (void)as; (void)b; (void)bs; (void)c; (void)rsc; (void)csc; (void)mr; (void)nr;

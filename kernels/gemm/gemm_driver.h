@@ -1,6 +1,9 @@
-/* Blocked GEMM driver, included by gemm.c once per dtype. Expects:
- *   T, SFX (f32 / f64), MR, NR (register tile), KC, MC, NC (cache blocks), UKR_T (kernel type),
- *   TINY_WIDTH(n) (widths of the unpacked batched kernel); all undefined again at the end.
+/* Blocked GEMM driver, included by gemm.c once per (dtype, register tile). Expects:
+ *   T, DT (f32 / f64), SFX (the instance: dtype and tile, e.g. f32_6x16), MR, NR (register
+ *   tile), KC, MC, NC (cache blocks), UKR_T (kernel type), TINY_WIDTH(n) (widths of the
+ *   unpacked batched kernel); all undefined again at the end. The args_<DT> struct is
+ *   defined by gemm.c (shared by the instances of a dtype). The micro-kernel is an argument:
+ *   the ISA's kernel of this tile, or the portable one (FN(ukr_portable)).
  *
  * Loop nest (BLIS order) of the serial body, for one rectangle of C:
  *   jc: NC columns                    B sliver (KC x NC) packed into NR-column panels (L3)
@@ -15,15 +18,10 @@
 
 #define FN(name) PBN_CAT(name, SFX)
 
-typedef struct {
-    pbn_int m, n, k;
-    const T *A; pbn_int rsa, csa; const pbn_int *a_rows;
-    const T *B; pbn_int rsb, csb;
-    T *C; pbn_int rsc, csc;
-    int accumulate; const T *bias; int relu;
-} FN(args);
+#define ARGS PBN_CAT(args, DT)
 
 /* Portable micro-kernel: plain C, same tile shape and contract as the SIMD one. */
+__attribute__((unused))
 static void FN(ukr_portable)(pbn_int kc, const T *const *a, pbn_int as, const T *b, pbn_int bs,
                              T *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                              int load_c, const T *bias, int relu)
@@ -51,7 +49,7 @@ static void FN(ukr_portable)(pbn_int kc, const T *const *a, pbn_int as, const T 
 
 /* Pack rows i0..i0+mr (mr <= MR) x cols p0..p0+kc of A into one MR x kc panel,
  * element (i, p) at dst[p * MR + i]; rows past mr are zero. */
-static void FN(pack_a_panel)(const FN(args) *g, pbn_int i0, int mr, pbn_int p0, pbn_int kc,
+static void FN(pack_a_panel)(const ARGS *g, pbn_int i0, int mr, pbn_int p0, pbn_int kc,
                              T *restrict dst)
 {
     const T *r[MR];
@@ -76,7 +74,7 @@ static void FN(pack_a_panel)(const FN(args) *g, pbn_int i0, int mr, pbn_int p0, 
 
 /* Pack rows p0..p0+kc x cols j0..j0+nr (nr <= NR) of B into one kc x NR panel,
  * element (p, j) at dst[p * NR + j]; columns past nr are zero. */
-static void FN(pack_b_panel)(const FN(args) *g, pbn_int p0, pbn_int kc, pbn_int j0, int nr,
+static void FN(pack_b_panel)(const ARGS *g, pbn_int p0, pbn_int kc, pbn_int j0, int nr,
                              T *restrict dst)
 {
     const pbn_int rsb = g->rsb, csb = g->csb;
@@ -111,7 +109,7 @@ static inline pbn_int FN(kc_block)(pbn_int k)
 /* Serial blocked GEMM on rows i_lo..i_hi, columns j_lo..j_hi of C (the whole k range).
  * Bp holds kc_block x round_up(min(cols, NC), NR) elements; Ap MC x kc_block (if pack_a).
  * Threads run it on disjoint rectangles of C, with private buffers and no barriers. */
-static void FN(gemm_body)(const FN(args) *g, UKR_T ukr, int pack_a, int pack_b, T *Bp, T *Ap,
+static void FN(gemm_body)(const ARGS *g, UKR_T ukr, int pack_a, int pack_b, T *Bp, T *Ap,
                           pbn_int i_lo, pbn_int i_hi, pbn_int j_lo, pbn_int j_hi)
 {
     const pbn_int k = g->k, kcb = FN(kc_block)(k);
@@ -173,7 +171,7 @@ static void FN(gemm_body)(const FN(args) *g, UKR_T ukr, int pack_a, int pack_b, 
 }
 
 /* k == 0: C := (accumulate ? C : 0), then the epilogue. */
-static void FN(gemm_k0)(const FN(args) *g)
+static void FN(gemm_k0)(const ARGS *g)
 {
     for (pbn_int i = 0; i < g->m; i++)
         for (pbn_int j = 0; j < g->n; j++) {
@@ -186,7 +184,7 @@ static void FN(gemm_k0)(const FN(args) *g)
 }
 
 /* Fallback when the packing buffers cannot be allocated: one dot product per element. */
-static void FN(gemm_naive_rect)(const FN(args) *g, pbn_int i_lo, pbn_int i_hi, pbn_int j_lo, pbn_int j_hi)
+static void FN(gemm_naive_rect)(const ARGS *g, pbn_int i_lo, pbn_int i_hi, pbn_int j_lo, pbn_int j_hi)
 {
     for (pbn_int i = i_lo; i < i_hi; i++) {
         const T *a = g->A + (g->a_rows ? g->a_rows[i] : i) * g->rsa;
@@ -201,7 +199,7 @@ static void FN(gemm_naive_rect)(const FN(args) *g, pbn_int i_lo, pbn_int i_hi, p
     }
 }
 
-static void FN(gemm_naive)(const FN(args) *g) { FN(gemm_naive_rect)(g, 0, g->m, 0, g->n); }
+static void FN(gemm_naive)(const ARGS *g) { FN(gemm_naive_rect)(g, 0, g->m, 0, g->n); }
 
 static size_t FN(bp_elems)(pbn_int n, pbn_int k)
 {
@@ -233,25 +231,18 @@ static void FN(thread_grid)(pbn_int m, pbn_int n, pbn_int k, int nth, int *tm, i
     }
 }
 
-/* The register tile and cache blocks of this instantiation: MR, NR, KC, MC, NC. */
-static void FN(block_sizes)(pbn_int out[5])
-{
-    out[0] = MR; out[1] = NR; out[2] = KC; out[3] = MC; out[4] = NC;
-}
-
-static void FN(gemm)(const FN(args) *g, int n_threads)
+static void FN(gemm)(const ARGS *g, int n_threads, UKR_T ukr)
 {
     if (g->m <= 0 || g->n <= 0) return;
     if (g->k <= 0) { FN(gemm_k0)(g); return; }
-    FN(args) t;
+    ARGS t;
     const int swap = pbn_choose_swap(g->m, g->n, g->k, g->rsa, g->csa, g->a_rows, g->bias);
     if (swap) {
         /* C^T = B^T A^T (see pbn_choose_swap); from here on g is the transposed problem */
-        t = (FN(args)){ g->n, g->m, g->k, g->B, g->csb, g->rsb, NULL, g->A, g->csa, g->rsa,
+        t = (ARGS){ g->n, g->m, g->k, g->B, g->csb, g->rsb, NULL, g->A, g->csa, g->rsa,
                         g->C, g->csc, g->rsc, g->accumulate, NULL, g->relu };
         g = &t;
     }
-    const UKR_T ukr = pbn_use_simd() ? FN(ukr_simd) : FN(ukr_portable);
     const int pack_a = pbn_choose_pack_a(g->m, g->n, g->k);
     const int pack_b = !(pbn_choose_read_b(g->m, g->n, g->k) && g->csb == 1);
     const double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
@@ -282,7 +273,7 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
             const int a = t / tn, b = t % tn;
             const pbn_int i_lo = pm * a / tm * MR, i_hi = pm * (a + 1) / tm * MR;
             const pbn_int j_lo = pn * b / tn * NR, j_hi = pn * (b + 1) / tn * NR;
-            FN(args) sub = *g;  /* the rectangle, for the naive fallback */
+            ARGS sub = *g;  /* the rectangle, for the naive fallback */
             sub.m = (i_hi < g->m ? i_hi : g->m) - i_lo; sub.n = (j_hi < g->n ? j_hi : g->n) - j_lo;
             T *bt = (T *)pbn_scratch(bytes);
             if (bt) {
@@ -300,10 +291,9 @@ static void FN(gemm)(const FN(args) *g, int n_threads)
 static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
         const T *A, const pbn_int *a_off, pbn_int rsa, pbn_int csa,
         const T *B, const pbn_int *b_off, pbn_int rsb, pbn_int csb,
-        T *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc, int n_threads)
+        T *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc, int n_threads, UKR_T ukr)
 {
     if (batch <= 0 || m <= 0 || n <= 0) return;
-    const UKR_T ukr = pbn_use_simd() ? FN(ukr_simd) : FN(ukr_portable);
     const int pack_a = k > 0 && pbn_choose_pack_a(m, n, k);
     const int pack_b = !(k > 0 && pbn_choose_read_b(m, n, k) && csb == 1);
     const double flops = 2.0 * (double)m * (double)n * (double)(k > 0 ? k : 1) * (double)batch;
@@ -321,7 +311,7 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
         _Pragma("omp parallel for num_threads(nt) schedule(static)")
         for (pbn_int b = 0; b < batch; b++) {
             pbn_region_check(&reg);
-            FN(pbn_tiny_gemm)(m, n, k, A + a_off[b], rsa, csa, B + b_off[b], rsb,
+            PBN_CAT(pbn_tiny_gemm, DT)(m, n, k, A + a_off[b], rsa, csa, B + b_off[b], rsb,
                               C + c_off[b], rsc);
             pbn_region_done(&reg);
         }
@@ -337,7 +327,7 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
          * change its bits: dynamic chunks keep both cores busy when one is shared */
         _Pragma("omp for schedule(dynamic, 8) nowait")
         for (pbn_int b = 0; b < batch; b++) {
-            FN(args) g = { m, n, k, A + a_off[b], rsa, csa, NULL, B + b_off[b], rsb, csb,
+            ARGS g = { m, n, k, A + a_off[b], rsa, csa, NULL, B + b_off[b], rsb, csb,
                            C + c_off[b], rsc, csc, 0, NULL, 0 };
             if (k <= 0) FN(gemm_k0)(&g);
             else if (Bp) FN(gemm_body)(&g, ukr, pack_a, pack_b, Bp, Ap, 0, m, 0, n);
@@ -350,9 +340,11 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
 }
 
 #undef FN
+#undef ARGS
 /* the parameters of this instantiation: gemm.c defines them again for the next one */
 #undef T
 #undef SFX
+#undef DT
 #undef MR
 #undef NR
 #undef KC

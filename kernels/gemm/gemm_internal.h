@@ -14,15 +14,41 @@
 #ifndef PBN_GEMM_INTERNAL_H
 #define PBN_GEMM_INTERNAL_H
 #include "gemm.h"
+#include "gemm_runtime.h"
 
 #define PBN_CAT_(a, b) a##_##b
 #define PBN_CAT(a, b) PBN_CAT_(a, b)
 
-/* Register-tile shapes; the AVX2 and portable kernels share them so packing is shared. */
-#define PBN_MR_F32 6
-#define PBN_NR_F32 16
-#define PBN_MR_F64 6
-#define PBN_NR_F64 8
+/* ---- the one table of register tiles and cache blocks, per ISA and dtype ----
+ * KC (the depth of a k slice) is shared by every ISA of a dtype: each C element is summed
+ * slice by slice, so equal slices are what makes the avx512 and avx2 paths agree bitwise.
+ * MR x NR (the register tile), MC (rows of a packed A block, L2) and NC (columns of a packed
+ * B block, L3) may differ per ISA: they change where operands are read from, not the order
+ * of any sum. The portable kernels use the AVX2 tile. Read at run time through
+ * pbn_gemm_block_sizes_isa (tests, show_config); nothing else copies these numbers.
+ * KC 384 f32 (was 256): 3 k slices instead of 4 for the MLP's k = 784 (fewer passes over
+ * C); measured 0-9% faster on (128,784)@(784,512) over three interleaved A/B rounds. */
+#define PBN_KC_F32 384
+#define PBN_KC_F64 256
+#define PBN_AVX2_MR_F32 6
+#define PBN_AVX2_NR_F32 16
+#define PBN_AVX2_MC_F32 144
+#define PBN_AVX2_NC_F32 4080
+#define PBN_AVX2_MR_F64 6
+#define PBN_AVX2_NR_F64 8
+#define PBN_AVX2_MC_F64 72
+#define PBN_AVX2_NC_F64 4080
+/* AVX-512: 12 x 2 zmm accumulators + 2 B vectors + 1 broadcast of the 32 registers, so
+ * 24 independent FMA chains cover 2 pipes x 4 cycles of latency; A block 144 x 384 float
+ * (216 KiB) and 72 x 256 double (144 KiB) sit in the 1 MiB L2. */
+#define PBN_AVX512_MR_F32 12
+#define PBN_AVX512_NR_F32 32
+#define PBN_AVX512_MC_F32 144
+#define PBN_AVX512_NC_F32 4096
+#define PBN_AVX512_MR_F64 12
+#define PBN_AVX512_NR_F64 16
+#define PBN_AVX512_MC_F64 72
+#define PBN_AVX512_NC_F64 4096
 
 typedef void (*pbn_ukr_f32)(pbn_int kc, const float *const *a, pbn_int as, const float *b, pbn_int bs,
                             float *c, pbn_int rsc, pbn_int csc, int mr, int nr,
@@ -31,16 +57,21 @@ typedef void (*pbn_ukr_f64)(pbn_int kc, const double *const *a, pbn_int as, cons
                             double *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                             int load_c, const double *bias, int relu);
 
-/* AVX2 + FMA micro-kernels (gemm_avx2.c); only call them when pbn_cpu_has_avx2_fma(). */
-void pbn_ukr_avx2_f32(pbn_int kc, const float *const *a, pbn_int as, const float *b, pbn_int bs,
-                      float *c, pbn_int rsc, pbn_int csc, int mr, int nr,
-                      int load_c, const float *bias, int relu);
-void pbn_ukr_avx2_f64(pbn_int kc, const double *const *a, pbn_int as, const double *b, pbn_int bs,
-                      double *c, pbn_int rsc, pbn_int csc, int mr, int nr,
-                      int load_c, const double *bias, int relu);
-int pbn_cpu_has_avx2_fma(void);
-/* the AVX2 + FMA kernels are in use: the CPU has them and pbn_gemm_force_portable is off */
-int pbn_gemm_use_simd(void);
+/* Micro-kernels, named by ISA and tile; call one only when pbn_isa() is at least its ISA.
+ * AVX2 + FMA (gemm_avx2.c) */
+void pbn_sgemm_avx2_6x16(pbn_int kc, const float *const *a, pbn_int as, const float *b, pbn_int bs,
+                         float *c, pbn_int rsc, pbn_int csc, int mr, int nr,
+                         int load_c, const float *bias, int relu);
+void pbn_dgemm_avx2_6x8(pbn_int kc, const double *const *a, pbn_int as, const double *b, pbn_int bs,
+                        double *c, pbn_int rsc, pbn_int csc, int mr, int nr,
+                        int load_c, const double *bias, int relu);
+/* AVX-512 F/BW/VL/DQ + FMA (gemm_avx512.c) */
+void pbn_sgemm_avx512_12x32(pbn_int kc, const float *const *a, pbn_int as, const float *b, pbn_int bs,
+                            float *c, pbn_int rsc, pbn_int csc, int mr, int nr,
+                            int load_c, const float *bias, int relu);
+void pbn_dgemm_avx512_12x16(pbn_int kc, const double *const *a, pbn_int as, const double *b, pbn_int bs,
+                            double *c, pbn_int rsc, pbn_int csc, int mr, int nr,
+                            int load_c, const double *bias, int relu);
 
 /* Whole small products without packing (gemm_tiny.c), for the batched path: C := A @ B
  * when m, k <= PBN_TINY_MAX, n is one of the widths below, B and C with unit column stride.
@@ -53,11 +84,6 @@ int pbn_tiny_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int r
 int pbn_tiny_gemm_f64(pbn_int m, pbn_int n, pbn_int k, const double *A, pbn_int rsa,
                       pbn_int csa, const double *B, pbn_int rsb, double *C, pbn_int rsc);
 
-/* 64-byte aligned scratch of at least `bytes`, one buffer per thread kept between calls
- * (gemm.c), or NULL when out of memory; pbn_scratch_done when the thread is done with it. */
-void *pbn_scratch(size_t bytes);
-void pbn_scratch_done(void);
-
 /* Zero-skipping float32 product for a mostly-zero A (gemm_sparse.c): same arguments and
  * result as pbn_gemm_f32 (up to summation order); returns 0 and does nothing when A is not
  * sparse enough, B has a non-finite value, or the shape / CPU does not qualify. */
@@ -68,7 +94,7 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
 
 /* Small-n float kernel (gemm_avx2.c): for the 3 rows a[0..2] (contiguous in p) and nb <= 4
  * rows of bt (B transposed, row j at bt + j * ldb, contiguous in p), out[r * 4 + j] :=
- * sum_p a[r][p] * bt[j * ldb + p], vectorised along k. Only call it when pbn_cpu_has_avx2_fma(). */
+ * sum_p a[r][p] * bt[j * ldb + p], vectorised along k. Only call it when pbn_gemm_use_simd(). */
 void pbn_dot3x4_avx2_f32(pbn_int k, const float *const *a, const float *bt, pbn_int ldb,
                          int nb, float *out);
 
