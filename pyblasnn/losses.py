@@ -1,5 +1,10 @@
 """Keras-style losses: ``SparseCategoricalCrossentropy`` on the fused loss kernels."""
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validation as _v
 from . import fused
@@ -14,10 +19,10 @@ class Loss:
     name = "loss"
     from_logits = False
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {}
 
-    def fuses(self, activation):
+    def fuses(self, activation: Optional[str]) -> bool:
         """True when this loss can take the input of ``activation`` (the model's last one)
         instead of its output, computing both in one fused pass. Asked once, at compile."""
         return False
@@ -36,20 +41,20 @@ class SparseCategoricalCrossentropy(Loss):
 
     name = "sparse_categorical_crossentropy"
 
-    def __init__(self, from_logits=False):
+    def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SparseCategoricalCrossentropy(from_logits={self.from_logits})"
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"from_logits": self.from_logits}
 
-    def fuses(self, activation):
+    def fuses(self, activation: Optional[str]) -> bool:
         """A final softmax is folded into the loss unless the model already outputs logits."""
         return activation == "softmax" and not self.from_logits
 
-    def __call__(self, y_true, y_pred):
+    def __call__(self, y_true: ArrayLike, y_pred: ArrayLike) -> float:
         y_pred = np.asarray(y_pred)
         if y_pred.dtype not in (np.float32, np.float64):
             y_pred = y_pred.astype(np.float32)
@@ -61,7 +66,9 @@ class SparseCategoricalCrossentropy(Loss):
         loss, _ = self.compute(y_pred, labels, logits=self.from_logits)
         return loss
 
-    def compute(self, y_pred, labels, grad_out=None, row_loss=None, logits=False):
+    def compute(self, y_pred: np.ndarray, labels: np.ndarray,
+                grad_out: Optional[np.ndarray] = None, row_loss: Optional[np.ndarray] = None,
+                logits: bool = False) -> tuple[float, int]:
         """(mean loss, n_correct) of one batch; fills grad_out = dL/dy_pred if given.
 
         ``logits``: y_pred are logits (fused softmax + cross-entropy kernel), else probabilities.
@@ -77,10 +84,10 @@ class SparseCategoricalCrossentropy(Loss):
 sparse_categorical_crossentropy = _autodiff_functions.sparse_categorical_crossentropy
 
 
-_LOSSES = {"sparse_categorical_crossentropy": SparseCategoricalCrossentropy}
+_LOSSES: dict[str, type[Loss]] = {"sparse_categorical_crossentropy": SparseCategoricalCrossentropy}
 
 
-def get(identifier):
+def get(identifier: Union[str, Loss, type[Loss]]) -> Loss:
     """A loss instance from a name or an instance."""
     if isinstance(identifier, Loss):
         return identifier
@@ -92,5 +99,5 @@ def get(identifier):
                      f"or a pyblasnn.losses.Loss instance")
 
 
-def from_config(name, config):
+def from_config(name: str, config: dict[str, Any]) -> Loss:
     return _LOSSES[name](**config)

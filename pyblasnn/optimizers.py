@@ -5,7 +5,10 @@ and ``apply_gradients(grads_and_vars)`` (Keras / TensorFlow: pairs of gradient a
 ``optimizer.apply_gradients(zip(grads, model.weights))`` after a ``GradientTape``). Both keep
 one set of state arrays per parameter and count steps in ``iterations``.
 """
+from __future__ import annotations
+
 import math
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -26,17 +29,17 @@ class Optimizer:
     ``_prepare_step()``.
     """
 
-    slots = ()
+    slots: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate):
+    def __init__(self, learning_rate: float) -> None:
         name = type(self).__name__
         self.learning_rate = _v.check_positive_float(name, "learning_rate", learning_rate)
         self.iterations = 0
-        self._state = None          # {slot: [array per parameter]}
-        self._shapes = None
-        self._tracked = {}          # id(variable) -> (variable, index, is_array)
+        self._state: Optional[dict[str, list[np.ndarray]]] = None  # slot -> array per param
+        self._shapes: Optional[list[tuple[tuple[int, ...], np.dtype]]] = None
+        self._tracked: dict[int, Any] = {}   # id(variable) -> (variable, index, is_array)
 
-    def build(self, params):
+    def build(self, params: Sequence[np.ndarray]) -> None:
         """Create zero state for these parameters (called by the first apply)."""
         self._shapes = [(p.shape, p.dtype) for p in params]
         self._state = {slot: [np.zeros_like(p) for p in params] for slot in self.slots}
@@ -54,7 +57,11 @@ class Optimizer:
     def _prepare_step(self):
         """Per-step constants (Adam's bias correction); called before a step's updates."""
 
-    def apply(self, params, grads):
+    def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
+        """Update parameter ``p`` (the i-th) in place from its gradient ``g``."""
+        raise NotImplementedError(f"{type(self).__name__}._update")
+
+    def apply(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """Update each params[i] in place from grads[i]."""
         if len(params) != len(grads):
             raise ValueError(f"{type(self).__name__}.apply: {len(params)} params but "
@@ -87,7 +94,7 @@ class Optimizer:
         entry = self._tracked[id(var)] = (var, len(self._shapes) - 1, is_array)
         return entry
 
-    def apply_gradients(self, grads_and_vars):
+    def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Any]]) -> int:
         """One step from (gradient, variable) pairs; a None gradient skips its variable.
 
         A variable is an ndarray (updated in place) or an object whose ``_parameter()`` returns
@@ -126,6 +133,7 @@ class Optimizer:
             if g.dtype != p.dtype:
                 raise TypeError(f"apply_gradients: gradient dtype {g.dtype} does not match "
                                 f"its variable's dtype {p.dtype}; cast it first")
+            assert self._shapes is not None         # _track made them
             if self._shapes[i] != (p.shape, p.dtype):
                 raise ValueError(f"apply_gradients: a variable changed shape since its "
                                  f"optimizer state was made ({self._shapes[i][0]} -> {p.shape})")
@@ -144,17 +152,17 @@ class Optimizer:
         return self.iterations
 
     # -- serialisation (used by Sequential.save / load_model) ------------------------------
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """{"iterations": int, slot: [arrays]} (empty slots before the first step)."""
-        state = {"iterations": self.iterations}
+        state: dict[str, Any] = {"iterations": self.iterations}
         if self._state is not None:
             state.update({slot: list(arrays) for slot, arrays in self._state.items()})
         return state
 
-    def set_state(self, state, params):
+    def set_state(self, state: dict[str, Any], params: Sequence[np.ndarray]) -> None:
         """Restore get_state()'s output for these parameters (copies into fresh arrays)."""
         self.iterations = int(state.get("iterations", 0))
         if not any(slot in state for slot in self.slots):
@@ -167,6 +175,7 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}: optimizer state {slot!r} has "
                                  f"{0 if arrays is None else len(arrays)} arrays for "
                                  f"{len(params)} parameters")
+            assert self._state is not None
             for dst, src in zip(self._state[slot], arrays):
                 if dst.shape != src.shape:
                     raise ValueError(f"{type(self).__name__}: optimizer state {slot!r} shape "
@@ -182,7 +191,8 @@ class SGD(Optimizer):
         nesterov:       v = momentum * v - learning_rate * g;  w = w + momentum * v - learning_rate * g
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0,
+                 nesterov: bool = False) -> None:
         super().__init__(learning_rate)
         self.momentum = _v.check_unit_interval("SGD", "momentum", momentum)
         if not isinstance(nesterov, (bool, np.bool_)):
@@ -190,11 +200,11 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.slots = ("velocity",) if self.momentum > 0 else ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"SGD(learning_rate={self.learning_rate:g}, momentum={self.momentum:g}, "
                 f"nesterov={self.nesterov})")
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "momentum": self.momentum,
                 "nesterov": self.nesterov}
 
@@ -214,18 +224,19 @@ class RMSprop(Optimizer):
         momentum  > 0:  m = momentum * m + learning_rate * g / (sqrt(a) + epsilon);  w = w - m
     """
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-07):
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-07) -> None:
         super().__init__(learning_rate)
         self.rho = _v.check_unit_interval("RMSprop", "rho", rho)
         self.momentum = _v.check_unit_interval("RMSprop", "momentum", momentum)
         self.epsilon = _v.check_positive_float("RMSprop", "epsilon", epsilon)
         self.slots = ("accumulator", "momentum") if self.momentum > 0 else ("accumulator",)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"RMSprop(learning_rate={self.learning_rate:g}, rho={self.rho:g}, "
                 f"momentum={self.momentum:g}, epsilon={self.epsilon:g})")
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "rho": self.rho,
                 "momentum": self.momentum, "epsilon": self.epsilon}
 
@@ -250,19 +261,20 @@ class Adam(Optimizer):
 
     slots = ("momentum", "velocity")
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07):
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-07) -> None:
         super().__init__(learning_rate)
         self.beta_1 = _v.check_unit_interval("Adam", "beta_1", beta_1)
         self.beta_2 = _v.check_unit_interval("Adam", "beta_2", beta_2)
         self.epsilon = _v.check_positive_float("Adam", "epsilon", epsilon)
-        self._scratch = {}
-        self._lr_t = None
+        self._scratch: dict[Any, np.ndarray] = {}
+        self._lr_t: Optional[float] = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Adam(learning_rate={self.learning_rate:g}, beta_1={self.beta_1:g}, "
                 f"beta_2={self.beta_2:g}, epsilon={self.epsilon:g})")
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "beta_1": self.beta_1,
                 "beta_2": self.beta_2, "epsilon": self.epsilon}
 
@@ -291,10 +303,10 @@ class Adam(Optimizer):
         p -= tmp
 
 
-_OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+_OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
 
 
-def get(identifier):
+def get(identifier: Union[str, Optimizer]) -> Optimizer:
     """An optimizer from a name ("sgd", "rmsprop", "adam"; Keras defaults) or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
@@ -304,7 +316,7 @@ def get(identifier):
                      f"{sorted(_OPTIMIZERS)} or a pyblasnn.optimizers.Optimizer instance")
 
 
-def from_config(class_name, config):
+def from_config(class_name: str, config: dict[str, Any]) -> Optimizer:
     classes = {cls.__name__: cls for cls in _OPTIMIZERS.values()}
     if class_name not in classes:
         raise ValueError(f"unknown optimizer class {class_name!r} in saved model")

@@ -16,12 +16,18 @@ importing pyblasnn never imports it. When the caller has imported ``matplotlib.p
 ``plt.show()`` or inline; otherwise they are standalone figures drawn by the Agg canvas,
 which needs no display and leaves pyplot's global state alone.
 """
+from __future__ import annotations
+
 import io
 import math
 import os
 import sys
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 from ._atomic import atomic_write
 
@@ -95,8 +101,11 @@ def _per_image(name, values, n):
     return arr
 
 
-def show_digits(images, labels=None, predictions=None, probabilities=None, ncols=10,
-                path=None, title=None, size=1.2):
+def show_digits(images: ArrayLike, labels: Optional[ArrayLike] = None,
+                predictions: Optional[ArrayLike] = None,
+                probabilities: Optional[ArrayLike] = None, ncols: int = 10,
+                path: Optional[PathLike] = None, title: Optional[str] = None,
+                size: float = 1.2) -> Any:
     """A grid of digits, ``ncols`` per row, drawn with ``cmap="binary"`` (ink dark on white).
 
     images: (n, 28, 28) or (n, 784) (uint8 0-255 or float). Each digit is titled with its
@@ -108,18 +117,18 @@ def show_digits(images, labels=None, predictions=None, probabilities=None, ncols
     """
     imgs = _as_images(images)
     n = imgs.shape[0]
-    labels = _per_image("labels", labels, n)
-    probabilities = _per_image("probabilities", probabilities, n)
-    predictions = _per_image("predictions", predictions, n)
-    if probabilities is not None and probabilities.ndim == 2:
-        if predictions is None:
-            predictions = probabilities.argmax(axis=1)
-        probabilities = probabilities[np.arange(n), np.asarray(predictions, dtype=np.intp)]
+    labels_ = _per_image("labels", labels, n)
+    probs = _per_image("probabilities", probabilities, n)
+    preds = _per_image("predictions", predictions, n)
+    if probs is not None and probs.ndim == 2:
+        if preds is None:
+            preds = probs.argmax(axis=1)
+        probs = probs[np.arange(n), np.asarray(preds, dtype=np.intp)]
     if int(ncols) < 1:
         raise ValueError(f"show_digits: ncols must be >= 1, got {ncols!r}")
     ncols = max(1, min(int(ncols), n))
     nrows = max(1, math.ceil(n / ncols))
-    text_lines = (labels is not None) + (predictions is not None)
+    text_lines = (labels_ is not None) + (preds is not None)
     fig = _new_figure((size * ncols, (size + 0.18 * text_lines) * nrows + (0.4 if title else 0)))
     for i in range(n):
         ax = fig.add_subplot(nrows, ncols, i + 1)
@@ -127,15 +136,15 @@ def show_digits(images, labels=None, predictions=None, probabilities=None, ncols
         ax.set_xticks([])
         ax.set_yticks([])
         lines = []
-        if labels is not None:
-            lines.append(f"label {labels[i]}")
+        if labels_ is not None:
+            lines.append(f"label {labels_[i]}")
         color = CORRECT_COLOR
-        if predictions is not None:
-            line = f"pred {predictions[i]}"
-            if probabilities is not None:
-                line += f" ({float(probabilities[i]):.1%})"
+        if preds is not None:
+            line = f"pred {preds[i]}"
+            if probs is not None:
+                line += f" ({float(probs[i]):.1%})"
             lines.append(line)
-            if labels is not None and predictions[i] != labels[i]:
+            if labels_ is not None and preds[i] != labels_[i]:
                 color = WRONG_COLOR
         if lines:
             ax.set_title("\n".join(lines), fontsize=8, color=color)
@@ -162,7 +171,8 @@ def _is_runs(history):
             and all(hasattr(v, "history") or isinstance(v, dict) for v in history.values()))
 
 
-def plot_history(history, path=None, title=None):
+def plot_history(history: Any, path: Optional[PathLike] = None,
+                 title: Optional[str] = None) -> Any:
     """Loss (left) and accuracy (right) per epoch, training solid and validation dashed.
 
     history: the ``History`` that ``fit`` returns, a dict of lists (``{"loss": [...],
@@ -207,7 +217,8 @@ def plot_history(history, path=None, title=None):
 
 
 # -------------------------------------------------------------------------- confusion
-def confusion_matrix(y_true, y_pred, num_classes=None):
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike,
+                     num_classes: Optional[int] = None) -> np.ndarray:
     """counts[i, j] = number of samples of class i predicted as class j."""
     y_true = np.asarray(y_true).astype(np.intp).ravel()
     y_pred = np.asarray(y_pred).astype(np.intp).ravel()
@@ -221,7 +232,8 @@ def confusion_matrix(y_true, y_pred, num_classes=None):
     return counts
 
 
-def plot_confusion(y_true, y_pred, path=None, num_classes=None, title=None):
+def plot_confusion(y_true: ArrayLike, y_pred: ArrayLike, path: Optional[PathLike] = None,
+                   num_classes: Optional[int] = None, title: Optional[str] = None) -> Any:
     """The confusion matrix of y_pred against y_true: rows true class, columns predicted,
     each cell's count written in it. Returns the Figure; ``path=`` also writes a PNG."""
     counts = confusion_matrix(y_true, y_pred, num_classes)
@@ -256,8 +268,9 @@ def _probabilities(model, x):
     return np.asarray(out.numpy() if hasattr(out, "numpy") else out)
 
 
-def write_report_figures(model, history, x_test, y_test, directory, count=30,
-                         batch_size=None):
+def write_report_figures(model: Any, history: Any, x_test: np.ndarray, y_test: np.ndarray,
+                         directory: PathLike, count: int = 30,
+                         batch_size: Optional[int] = None) -> list[str]:
     """Write the report's four PNGs for a trained model into ``directory``; return their paths.
 
     ``history.png`` (training curves), ``test_digits.png`` (the first ``count`` test digits

@@ -14,6 +14,7 @@ import math
 import os
 import zlib
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from ._sources import as_path, atomic_write_bytes
 __all__ = ["read_idx", "write_idx"]
 
 #: IDX dtype code -> big-endian NumPy dtype of the stored elements.
-IDX_DTYPES = {
+IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -35,7 +36,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
 
 
-def read_idx(source, *, max_bytes=None) -> np.ndarray:
+def read_idx(source: str | os.PathLike[str] | IO[bytes], *,
+             max_bytes: int | None = None) -> np.ndarray:
     """Read an IDX file (plain or gzip) into a native-byte-order NumPy array.
 
     ``source`` is a path (str or os.PathLike) or a binary file object. A malformed file
@@ -140,7 +142,8 @@ def _take(stream, n, allocate=False):
     return b"".join(chunks)
 
 
-def write_idx(path, array, *, compress: bool | None = None) -> None:
+def write_idx(path: str | os.PathLike[str], array: np.typing.ArrayLike, *,
+              compress: bool | None = None) -> None:
     """Write ``array`` as an IDX file at ``path``, atomically.
 
     The dtype must be one IDX stores: uint8, int8, int16, int32, float32 or float64 (any

@@ -22,6 +22,7 @@ files anywhere raises ``DatasetUnavailableError`` (an ``OSError``).
 """
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def search_dirs() -> list[Path]:
     return [data_home() / "datasets" / "fashion-mnist", SYSTEM_DIR]
 
 
-def load_data(path=None):
+def load_data(path: str | os.PathLike[str] | None = None) -> tuple[
+        tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Load Fashion-MNIST: ``((x_train, y_train), (x_test, y_test))``.
 
     ``x_*`` are ``(n, 28, 28)`` uint8 images, ``y_*`` ``(n,)`` uint8 labels 0-9 (60,000

@@ -89,7 +89,8 @@ MAX_PICKLE_BYTES = 256 << 20
 _OP = "mnist.load_data"
 
 
-def load_data(path="mnist.npz"):
+def load_data(path: str | os.PathLike[str] = "mnist.npz") -> tuple[
+        tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Load MNIST: ``((x_train, y_train), (x_test, y_test))``.
 
     Shapes ``(60000, 28, 28)``, ``(60000,)``, ``(10000, 28, 28)``, ``(10000,)``, all uint8,
