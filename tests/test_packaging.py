@@ -2,6 +2,7 @@
 sources, the version's single source, py.typed. Runs against an installed package too
 (the tests that need the source tree skip without it)."""
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -107,3 +108,39 @@ def test_installed_metadata_matches_the_package():
 
 def test_the_package_ships_py_typed():
     assert os.path.isfile(os.path.join(PACKAGE, "py.typed"))
+
+
+_FLAGS = """
+import json, runpy, sys
+import setuptools
+setuptools.setup = lambda **kwargs: None        # read setup.py's functions, build nothing
+build = runpy.run_path(sys.argv[1])
+print(json.dumps(build["compile_and_link_args"](strip=sys.argv[2] == "1")))
+"""
+
+
+def _build_flags(env, strip=False):
+    pytest.importorskip("setuptools")
+    env = {**{k: v for k, v in os.environ.items()
+              if k not in ("CFLAGS", "PYBLASNN_SANITIZE", "PYBLASNN_STRIP")}, **env}
+    result = subprocess.run([sys.executable, "-c", _FLAGS, SETUP_PY, "1" if strip else "0"],
+                            cwd=SOURCE_TREE, env=env, capture_output=True, text=True,
+                            timeout=60, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@needs_source_tree
+def test_release_and_sanitizer_build_flags():
+    compile_args, link_args = _build_flags({}, strip=True)
+    assert compile_args[0] == "-O3" and compile_args[-1] == "-g0" and link_args == ["-s"]
+    # an -O level in CFLAGS is the user's choice: no -O3 after it
+    compile_args, _ = _build_flags({"CFLAGS": "-O1"})
+    assert not any(f.startswith("-O") for f in compile_args)
+    compile_args, link_args = _build_flags({"PYBLASNN_SANITIZE": "address,undefined"}, strip=True)
+    assert compile_args[0] == "-O1"
+    for flag in ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-wrapv", "-g"):
+        assert flag in compile_args
+    assert "-g0" not in compile_args and link_args == ["-fsanitize=address,undefined"]
+    compile_args, _ = _build_flags({"PYBLASNN_SANITIZE": "address", "CFLAGS": "-O2 -g"})
+    assert "-fsanitize=address" in compile_args and not any(
+        f.startswith("-O") for f in compile_args)
