@@ -50,11 +50,14 @@ cdef extern from "gemm/gemm_runtime.h" nogil:
     const char *pbn_isa_name(int isa)
     int pbn_isa_parse(const char *name)
     int pbn_isa_best()
+    int pbn_isa_initial()
     int pbn_isa_supported(int isa)
     int pbn_isa()
     int pbn_isa_set(int isa)
     const char *pbn_isa_env_error()
     const char *pbn_isa_cpu_list()
+    int pbn_isa_env_check(const char *value, char *err, size_t n)
+    void pbn_isa_simulate_cpu(int best)
 
 
 def _check_isa_env():
@@ -198,9 +201,10 @@ def set_backoff(bint on):
 
 
 def force_portable(bint force):
-    """Force the portable (non-SIMD) GEMM path (True), or go back to the best ISA this CPU
-    has (False); for tests that compare the two. set_isa is the general switch."""
-    set_isa("portable" if force else best_isa())
+    """Force the portable (non-SIMD) GEMM path (True), or go back to the ISA chosen at
+    import (False: PYBLASNN_ISA or the best this CPU has); for tests that compare the two.
+    set_isa is the general switch."""
+    set_isa("portable" if force else default_isa())
 
 
 cdef int _isa_code(object name, str op) except -1:
@@ -215,6 +219,11 @@ cdef int _isa_code(object name, str op) except -1:
 def isa():
     """The instruction set the GEMM engine uses now: "avx512", "avx2" or "portable"."""
     return pbn_isa_name(pbn_isa()).decode()
+
+
+def default_isa():
+    """The instruction set chosen at import: PYBLASNN_ISA if set, else best_isa()."""
+    return pbn_isa_name(pbn_isa_initial()).decode()
 
 
 def best_isa():
@@ -235,6 +244,21 @@ def set_isa(name):
         raise ValueError(f"set_isa: this CPU (or its OS) does not support {name!r}; it has: "
                          f"{pbn_isa_cpu_list().decode()}")
     pbn_isa_set(code)
+
+
+def _simulate_cpu(best):
+    """Test hook: behave as if this CPU supported at most `best` ("avx2", "portable", ...;
+    None: what it really has). The ISA in use drops to `best` if it was above."""
+    pbn_isa_simulate_cpu(-1 if best is None else _isa_code(best, "_simulate_cpu"))
+
+
+def _isa_env_error(value):
+    """The message PYBLASNN_ISA=value gets at import on this (possibly simulated) CPU, or
+    None when the value would be accepted."""
+    cdef char err[256]
+    if pbn_isa_env_check(value.encode(), err, sizeof(err)) >= 0:
+        return None
+    return err.decode()
 
 
 # ----------------------------------------------------------------- lean call-overhead path

@@ -159,6 +159,9 @@ def config_info():
         "forked_child": _threads.forked_child(),
         "thread_backoff": thread_backoff()["enabled"],
         "idle_spin": _idle_spin(),
+        "gemm_isa": _la.isa(),
+        "gemm_isas": _la.supported_isas(),
+        "gemm_isa_env": os.environ.get("PYBLASNN_ISA") or None,
         "gemm_kernel": _la.kernel_name(),
         "gemm_paths": _la.gemm_paths(),
         "constants": kernel_constants(),
@@ -170,7 +173,7 @@ def config_info():
 
 
 def show_config(file=None):
-    """Print version, OpenMP on/off, threads, the SIMD path in use and NumPy's BLAS."""
+    """Print version, OpenMP on/off, threads, the GEMM ISA and paths in use and NumPy's BLAS."""
     info = config_info()
     lines = [
         f"pyblasnn {info['pyblasnn']}",
@@ -180,6 +183,9 @@ def show_config(file=None):
                                      if info["forked_child"] else ""),
         f"  back-off:     {'on' if info['thread_backoff'] else 'off'} (one thread while "
         f"the cores are contended); idle spin: {info['idle_spin']}",
+        f"  GEMM ISA:     {info['gemm_isa']} (this CPU: {', '.join(info['gemm_isas'])}; "
+        + (f"PYBLASNN_ISA={info['gemm_isa_env']})" if info["gemm_isa_env"]
+           else "PYBLASNN_ISA unset: the best one)"),
         f"  GEMM kernel:  {info['gemm_kernel']}",
         f"  GEMM paths:   {info['gemm_paths']}",
         f"  CPU:          {info['cpu']}",

@@ -108,5 +108,9 @@ def test_ci_build_has_openmp_and_the_expected_simd_path():
     assert info["openmp"] is True, "CI build without OpenMP (setup.py printed why)"
     flags = _cpu_flags()
     if flags is not None and {"avx2", "fma"} <= flags:
-        assert info["gemm_kernel"].startswith("avx2"), (
+        assert info["gemm_kernel"].startswith(("avx2", "avx512")), (
             f"CPU has avx2+fma but the GEMM uses {info['gemm_kernel']!r}")
+    if flags is not None and {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags \
+            and not os.environ.get("PYBLASNN_ISA"):
+        assert info["gemm_isa"] == "avx512", (
+            f"CPU has AVX-512 but the GEMM uses {info['gemm_isa']!r}")

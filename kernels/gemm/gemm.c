@@ -11,8 +11,8 @@
 
 /* ---- run-time choices (the ISA itself is chosen in gemm_runtime.c) ---- */
 /* Kept for the tests written before set_isa: force = 1 selects the portable ISA, 0 the
- * best one this CPU has. */
-void pbn_gemm_force_portable(int force) { pbn_isa_set(force ? PBN_ISA_PORTABLE : pbn_isa_best()); }
+ * one chosen at first use (PYBLASNN_ISA or the best this CPU has). */
+void pbn_gemm_force_portable(int force) { pbn_isa_set(force ? PBN_ISA_PORTABLE : pbn_isa_initial()); }
 
 const char *pbn_gemm_kernel_name(void)
 {

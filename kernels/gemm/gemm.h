@@ -75,8 +75,8 @@ double pbn_sparse_parallel_min(void);   /* m n k, zero-skipping path */
  * when their thread exits). */
 size_t pbn_gemm_scratch_buffers(void);
 
-/* 1 to force the portable path (tests compare it with the SIMD path), 0 for the best ISA
- * of this CPU; the general switch is pbn_isa_set (gemm_runtime.h). */
+/* 1 to force the portable path (tests compare it with the SIMD path), 0 for the ISA chosen
+ * at first use; the general switch is pbn_isa_set (gemm_runtime.h). */
 void pbn_gemm_force_portable(int force);
 
 #endif

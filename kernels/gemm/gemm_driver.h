@@ -219,15 +219,20 @@ static size_t FN(ap_elems)(pbn_int m, pbn_int k)
 static void FN(thread_grid)(pbn_int m, pbn_int n, pbn_int k, int nth, int *tm, int *tn)
 {
     const pbn_int pm = (m + MR - 1) / MR, pn = (n + NR - 1) / NR;
-    double best = -1;
     *tm = 1; *tn = 1;
-    for (int b = 1; b <= nth; b++) {
-        if (nth % b) continue;
-        const int a = nth / b;
-        if (a > pm || b > pn) continue;
-        /* elements packed in all: A once per column block, B once per row block */
-        const double cost = (double)b * (double)m * (double)k + (double)a * (double)k * (double)n;
-        if (best < 0 || cost < best) { best = cost; *tm = a; *tn = b; }
+    /* the most threads (up to nth) that some grid can keep busy; with big tiles a small C
+     * may have fewer tiles than a divisor grid of nth needs (13 x 17 is 2 x 1 tiles of 12 x 32) */
+    for (int t = nth; t > 1; t--) {
+        double best = -1;
+        for (int b = 1; b <= t; b++) {
+            if (t % b) continue;
+            const int a = t / b;
+            if (a > pm || b > pn) continue;
+            /* elements packed in all: A once per column block, B once per row block */
+            const double cost = (double)b * (double)m * (double)k + (double)a * (double)k * (double)n;
+            if (best < 0 || cost < best) { best = cost; *tm = a; *tn = b; }
+        }
+        if (best >= 0) return;
     }
 }
 

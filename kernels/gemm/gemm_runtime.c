@@ -58,40 +58,80 @@ static int pbn_detect(void)
 static int pbn_detect(void) { return PBN_ISA_PORTABLE; }
 #endif
 
-static int pbn_best = PBN_ISA_PORTABLE;
-static int pbn_current = PBN_ISA_PORTABLE;    /* read by every product: relaxed atomics */
+static int pbn_detected = PBN_ISA_PORTABLE;
+static int pbn_cap = PBN_ISA_COUNT - 1;          /* test hook: pretend the CPU has at most this */
+static int pbn_current = PBN_ISA_PORTABLE;       /* read by every product: relaxed atomics */
+static int pbn_initial = PBN_ISA_PORTABLE;       /* the choice made at first use */
 static char pbn_env_error[256];
-static char pbn_cpu_list[64];
 static pthread_once_t pbn_isa_once = PTHREAD_ONCE_INIT;
+
+static int pbn_best_now(void)
+{
+    const int cap = __atomic_load_n(&pbn_cap, __ATOMIC_RELAXED);
+    return pbn_detected < cap ? pbn_detected : cap;
+}
+
+static void pbn_list(int best, char *buf, size_t n)
+{
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = best; i >= 0 && len < n; i--)
+        len += (size_t)snprintf(buf + len, n - len, "%s%s", i == best ? "" : ", ", pbn_isa_names[i]);
+}
+
+static int pbn_env_check(int best, const char *value, char *err, size_t n)
+{
+    char cpu[64];
+    pbn_list(best, cpu, sizeof cpu);
+    const int want = pbn_isa_parse(value);
+    if (want < 0) {
+        snprintf(err, n, "PYBLASNN_ISA=%.40s is not one of avx512, avx2, portable (this CPU has: %s)",
+                 value, cpu);
+        return -1;
+    }
+    if (want > best) {
+        snprintf(err, n, "PYBLASNN_ISA=%s: this CPU (or its OS) does not support %s; it has: %s",
+                 value, value, cpu);
+        return -1;
+    }
+    return want;
+}
+
+int pbn_isa_env_check(const char *value, char *err, size_t n)
+{
+    return pbn_env_check(pbn_isa_best(), value, err, n);
+}
 
 static void pbn_isa_init(void)
 {
-    pbn_best = pbn_detect();
-    size_t len = 0;
-    for (int i = pbn_best; i >= 0; i--)
-        len += (size_t)snprintf(pbn_cpu_list + len, sizeof pbn_cpu_list - len, "%s%s",
-                                i == pbn_best ? "" : ", ", pbn_isa_names[i]);
-    int isa = pbn_best;
+    pbn_detected = pbn_detect();
+    int isa = pbn_detected;
     const char *env = getenv("PYBLASNN_ISA");
     if (env && *env) {
-        const int want = pbn_isa_parse(env);
-        if (want < 0)
-            snprintf(pbn_env_error, sizeof pbn_env_error,
-                     "PYBLASNN_ISA=%.40s is not one of avx512, avx2, portable (this CPU has: %s)",
-                     env, pbn_cpu_list);
-        else if (want > pbn_best)
-            snprintf(pbn_env_error, sizeof pbn_env_error,
-                     "PYBLASNN_ISA=%s: this CPU (or its OS) does not support %s; it has: %s",
-                     env, env, pbn_cpu_list);
-        else
-            isa = want;
+        const int want = pbn_env_check(pbn_detected, env, pbn_env_error, sizeof pbn_env_error);
+        if (want >= 0) isa = want;
     }
+    pbn_initial = isa;
     __atomic_store_n(&pbn_current, isa, __ATOMIC_RELAXED);
 }
 
-int pbn_isa_best(void) { pthread_once(&pbn_isa_once, pbn_isa_init); return pbn_best; }
+int pbn_isa_initial(void)
+{
+    pthread_once(&pbn_isa_once, pbn_isa_init);
+    const int best = pbn_best_now();
+    return pbn_initial < best ? pbn_initial : best;
+}
+
+int pbn_isa_best(void) { pthread_once(&pbn_isa_once, pbn_isa_init); return pbn_best_now(); }
 int pbn_isa_supported(int isa) { return isa >= 0 && isa <= pbn_isa_best(); }
-const char *pbn_isa_cpu_list(void) { pthread_once(&pbn_isa_once, pbn_isa_init); return pbn_cpu_list; }
+
+const char *pbn_isa_cpu_list(void)
+{
+    static char list[PBN_ISA_COUNT][64];
+    const int best = pbn_isa_best();
+    if (!list[best][0]) pbn_list(best, list[best], sizeof list[best]);
+    return list[best];
+}
 
 const char *pbn_isa_env_error(void)
 {
@@ -110,6 +150,16 @@ int pbn_isa_set(int isa)
     if (!pbn_isa_supported(isa)) return -1;
     __atomic_store_n(&pbn_current, isa, __ATOMIC_RELAXED);
     return 0;
+}
+
+void pbn_isa_simulate_cpu(int best)
+{
+    pthread_once(&pbn_isa_once, pbn_isa_init);
+    __atomic_store_n(&pbn_cap, best < 0 || best >= PBN_ISA_COUNT ? PBN_ISA_COUNT - 1 : best,
+                     __ATOMIC_RELAXED);
+    const int now = pbn_best_now();
+    if (__atomic_load_n(&pbn_current, __ATOMIC_RELAXED) > now)
+        __atomic_store_n(&pbn_current, now, __ATOMIC_RELAXED);
 }
 
 int pbn_gemm_use_simd(void) { return pbn_isa() >= PBN_ISA_AVX2; }

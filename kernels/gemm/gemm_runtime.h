@@ -25,6 +25,8 @@ int pbn_isa_parse(const char *name);
 int pbn_isa_best(void);
 /* 1 if the CPU and OS can run kernels of this ISA */
 int pbn_isa_supported(int isa);
+/* the ISA chosen at first use (PYBLASNN_ISA or the best), within a simulated CPU's */
+int pbn_isa_initial(void);
 /* the ISA in use now */
 int pbn_isa(void);
 /* Use this ISA from now on: 0 on success, -1 (and nothing changes) when unsupported. */
@@ -33,6 +35,12 @@ int pbn_isa_set(int isa);
 const char *pbn_isa_env_error(void);
 /* the CPU's supported ISAs in words, e.g. "avx512, avx2, portable" */
 const char *pbn_isa_cpu_list(void);
+/* The check PYBLASNN_ISA's value gets: its ISA, or -1 with the reason in err. */
+int pbn_isa_env_check(const char *value, char *err, size_t n);
+/* Test hook: behave as if the CPU supported at most `best` (-1: what it really has); the
+ * ISA in use drops to it if it was above. Lets a test on an AVX-512 machine check that
+ * forcing an ISA the CPU lacks is refused. */
+void pbn_isa_simulate_cpu(int best);
 
 /* the AVX2 + FMA (or wider) kernels are in use: pbn_isa() >= PBN_ISA_AVX2 */
 int pbn_gemm_use_simd(void);
