@@ -208,4 +208,17 @@ def declared_extensions():
                       sources=[p] + gemm_sources, depends=headers) for p in pyx_files]
 
 
-setup(ext_modules=declared_extensions(), cmdclass={"build_ext": BuildKernels})
+def require_setuptools(major=77):
+    """setuptools reads pyproject.toml's PEP 639 license expression from version 77 on; an
+    older one fails with a schema dump. pip's isolated builds fetch a new one by themselves."""
+    import setuptools
+    have = setuptools.__version__
+    if int(have.split(".")[0]) < major:
+        sys.exit(f"pyblasnn: ERROR: setuptools >= {major} is needed to build (this Python has "
+                 f"{have}): python -m pip install \"setuptools>={major}\" Cython, or "
+                 f"python -m pip install -e \".[dev]\"")
+
+
+KERNEL_EXTENSIONS = declared_extensions()
+require_setuptools()
+setup(ext_modules=KERNEL_EXTENSIONS, cmdclass={"build_ext": BuildKernels})

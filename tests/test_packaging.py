@@ -114,6 +114,7 @@ _FLAGS = """
 import json, runpy, sys
 import setuptools
 setuptools.setup = lambda **kwargs: None        # read setup.py's functions, build nothing
+setuptools.__version__ = "80.0"                 # whichever this Python has
 build = runpy.run_path(sys.argv[1])
 print(json.dumps(build["compile_and_link_args"](strip=sys.argv[2] == "1")))
 """
