@@ -8,6 +8,11 @@ The default optimizer is SGD(learning_rate=0.1, momentum=0.9): on MNIST it reach
 accuracy >= 0.978 in 5 epochs, like the book's RMSprop (learning_rate=0.001) but at the same
 cost per step and with fewer epochs to get there.
 
+Data-parallel: ``mpiexec -n 2 python -m pyblasnn --distributed`` trains on two MPI ranks
+(``pyblasnn.distributed``; threads per rank default to cores / ranks on the host); rank 0
+prints and saves. ``--checkpoint PATH`` saves the model after every epoch and, when PATH
+exists, resumes from it (on any number of ranks).
+
 Errors in the arguments give one line on stderr and exit code 2. Ctrl-C during training stops
 on a step boundary: with ``--save`` the model of the last completed step is saved, then one
 line says what was kept and the exit code is 130 (128 + SIGINT), as for any interrupt.
@@ -60,6 +65,13 @@ def build_parser():
                    help="write the training curves, the first test digits with their "
                         "predictions, the most confidently wrong ones and the confusion "
                         "matrix as PNGs into DIR (needs matplotlib: pip install -e \".[plot]\")")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: run as `mpiexec -n P python -m pyblasnn "
+                        "--distributed` (needs mpi4py: pip install -e \".[mpi]\")")
+    p.add_argument("--checkpoint", metavar="PATH", default=None,
+                   help="save the model to PATH after every epoch; if PATH exists, resume "
+                        "from it (same data, batch size and seed: the run ends as the "
+                        "uninterrupted one would)")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
                    help="progress: 0 silent, 1 progress bar (default), 2 one line per epoch")
     return p
@@ -74,12 +86,20 @@ def _check_args(parser, args):
         parser.error(f"--train-samples must be >= 1, got {args.train_samples}")
     if args.threads is not None and args.threads < 1 and args.threads != -1:
         parser.error(f"--threads must be >= 1 or -1, got {args.threads}")
-    if args.save is not None:               # found out now, not after the training run
-        folder = os.path.dirname(os.path.abspath(args.save))
-        if os.path.isdir(args.save):
-            parser.error(f"--save {args.save}: is a directory; give a file path")
+    for flag, path in (("--save", args.save), ("--checkpoint", args.checkpoint)):
+        if path is None:                    # found out now, not after the training run
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            parser.error(f"{flag} {path}: is a directory; give a file path")
         if not os.path.isdir(folder):
-            parser.error(f"--save {args.save}: the directory {folder} does not exist")
+            parser.error(f"{flag} {path}: the directory {folder} does not exist")
+    if args.distributed:
+        try:
+            import mpi4py  # noqa: F401
+        except ImportError:
+            parser.error("--distributed needs mpi4py and an MPI library, which are not "
+                         "installed (pip install -e \".[mpi]\"), or leave --distributed out")
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
@@ -130,8 +150,13 @@ def _main(argv):
     _check_args(parser, args)
 
     import pyblasnn
-    from pyblasnn import layers, optimizers
+    from pyblasnn import callbacks, layers, optimizers
 
+    world = None
+    if args.distributed:
+        from pyblasnn import distributed
+        world = distributed.init(threads="auto" if args.threads is None else None)
+    say = print if world is None or world.is_root else (lambda *a, **k: None)
     if args.threads is not None:
         try:
             pyblasnn.set_num_threads(args.threads)
@@ -155,19 +180,39 @@ def _main(argv):
     if args.train_samples is not None:
         x_train, y_train = x_train[:args.train_samples], y_train[:args.train_samples]
 
-    model = pyblasnn.Sequential([layers.Dense(512, activation="relu"),
-                                 layers.Dense(10, activation="softmax")])
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    print(f"pyblasnn {pyblasnn.__version__}: {args.dataset}, {x_train.shape[0]} train / "
-          f"{x_test.shape[0]} test images; Dense(512, relu) -> Dense(10, softmax); "
-          f"{optimizer!r}; batch {args.batch_size}; {pyblasnn.get_num_threads()} threads",
-          flush=True)
+    done_epochs, extra = 0, []
+    if args.checkpoint and os.path.exists(args.checkpoint):
+        try:
+            model, done_epochs = _resume(args, x_train.shape[0])
+        except (OSError, ValueError) as exc:
+            print(f"pyblasnn: cannot resume from {args.checkpoint}: {exc}", file=sys.stderr)
+            return 1
+        optimizer = model.optimizer
+        say(f"resuming from {args.checkpoint}: {done_epochs} of {args.epochs} epochs done, "
+            f"{optimizer.iterations} steps", flush=True)
+    else:
+        model = pyblasnn.Sequential([layers.Dense(512, activation="relu"),
+                                     layers.Dense(10, activation="softmax")])
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    if args.checkpoint:
+        extra.append(callbacks.ModelCheckpoint(args.checkpoint))
+    ranks = "" if world is None else f"; {world.size} MPI ranks, global batch split"
+    say(f"pyblasnn {pyblasnn.__version__}: {args.dataset}, {x_train.shape[0]} train / "
+        f"{x_test.shape[0]} test images; Dense(512, relu) -> Dense(10, softmax); "
+        f"{optimizer!r}; batch {args.batch_size}; {pyblasnn.get_num_threads()} threads"
+        f"{' per rank' if world is not None else ''}{ranks}", flush=True)
 
     start = time.perf_counter()
+    seed = args.seed
+    if seed < 0:                            # drawn once; with MPI, rank 0's for every rank
+        import numpy as np
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+        seed = world.bcast(seed) if world is not None else seed
     try:
         history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                            verbose=args.verbose, seed=None if args.seed < 0 else args.seed)
+                            verbose=args.verbose, seed=seed, callbacks=extra,
+                            initial_epoch=done_epochs, distributed=world is not None)
     except KeyboardInterrupt:
         return _interrupted(model, args)
     except FloatingPointError as exc:       # NonFiniteLossError: nan / inf loss
@@ -175,19 +220,19 @@ def _main(argv):
         return 1
     train_seconds = time.perf_counter() - start
     test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=args.batch_size,
-                                         verbose=0)
-    per_epoch = train_seconds / args.epochs
-    print(f"test accuracy: {test_acc:.4f}  test loss: {test_loss:.4f}")
-    print(f"seconds per epoch: {per_epoch:.2f}  samples per second: "
-          f"{x_train.shape[0] / per_epoch:,.0f}")
+                                         verbose=0, distributed=world is not None)
+    per_epoch = train_seconds / max(1, args.epochs - done_epochs)
+    say(f"test accuracy: {test_acc:.4f}  test loss: {test_loss:.4f}")
+    say(f"seconds per epoch: {per_epoch:.2f}  samples per second: "
+        f"{x_train.shape[0] / per_epoch:,.0f}")
     if args.save:
         try:
             _save(model, args.save)
         except OSError as exc:
             print(f"pyblasnn: cannot save the model to {args.save}: {exc}", file=sys.stderr)
             return 1
-        print(f"saved model to {args.save}")
-    if args.plot:
+        say(f"saved model to {args.save}")
+    if args.plot and (world is None or world.is_root):
         from .plot import write_report_figures
         try:
             paths = write_report_figures(model, history, x_test, y_test, args.plot,
@@ -198,6 +243,20 @@ def _main(argv):
             return 1
         print("saved figures: " + ", ".join(paths))
     return 0
+
+
+def _resume(args, n_train):
+    """(model, epochs done) from the --checkpoint file: the epochs are its optimizer steps
+    over the steps per epoch of this data and batch size (which must divide them)."""
+    from pyblasnn.models import load_model
+    model = load_model(args.checkpoint)
+    steps = -(-n_train // args.batch_size)
+    done, rest = divmod(model.optimizer.iterations, steps)
+    if rest or done > args.epochs:
+        raise ValueError(f"it holds {model.optimizer.iterations} optimizer steps, not a whole "
+                         f"number (<= --epochs {args.epochs}) of epochs of {steps} steps of "
+                         f"batch {args.batch_size} over {n_train} images")
+    return model, done
 
 
 def _interrupted(model, args):

@@ -4,14 +4,18 @@ Events (Keras' names): ``on_train_begin/end(logs)``, ``on_epoch_begin(epoch)``,
 ``on_epoch_end(epoch, logs)``, ``on_train_batch_end(batch, logs)`` (running means so far),
 ``on_test_begin/end(logs)``, ``on_predict_begin/end()``. ``History`` records each epoch's
 logs; ``ProgbarLogger`` prints the progress bar (``pyblasnn.progress.Progbar``);
-``TerminateOnNaN`` ends training quietly at the first nan / inf loss. A callback ends ``fit``
+``TerminateOnNaN`` ends training quietly at the first nan / inf loss; ``ModelCheckpoint``
+saves the model after every epoch (a run restarts from it with ``fit(initial_epoch=...)``). A
+callback ends ``fit``
 after the current step by setting ``self.model.stop_training = True`` (Keras' protocol).
 """
 import math
+import os
 
 from .progress import Progbar
 
-__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "TerminateOnNaN"]
+__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "TerminateOnNaN",
+           "ModelCheckpoint"]
 
 
 class Callback:
@@ -200,3 +204,28 @@ class TerminateOnNaN(Callback):
             print(f"Batch {batch}: Invalid loss, terminating training", flush=True)
             self.stopped_at = (self._epoch, batch)
             self.model.stop_training = True
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (architecture, weights, optimizer state; ``save_weights_only``: the
+    weights) to ``filepath`` after every epoch, atomically: the file always holds a complete
+    epoch. ``filepath`` may hold ``{epoch}`` (1-based), e.g. ``"ckpt-{epoch:02d}.npz"``.
+    In a data-parallel job rank 0 writes (``pyblasnn.distributed``)."""
+
+    def __init__(self, filepath, save_weights_only=False):
+        super().__init__()
+        if not isinstance(filepath, (str, os.PathLike)):
+            raise TypeError(f"ModelCheckpoint: filepath must be a path, got {filepath!r}")
+        self.filepath = os.fspath(filepath)
+        self.save_weights_only = bool(save_weights_only)
+        self.filepath.format(epoch=1)      # a bad template fails here, not after an epoch
+
+    def __repr__(self):
+        return f"ModelCheckpoint({self.filepath!r})"
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.filepath.format(epoch=epoch + 1)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)

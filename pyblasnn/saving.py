@@ -32,7 +32,23 @@ FORMAT = "pyblasnn.Sequential/1"
 
 
 def _atomic_savez(filepath, arrays):
-    atomic_write(os.fspath(filepath), lambda f: np.savez(f, **arrays))
+    """Write the .npz atomically. In a data-parallel job (``pyblasnn.distributed``, more
+    than one rank) rank 0 writes (the replicas are identical) and every rank returns once
+    the file is complete, or raises rank 0's error."""
+    from .distributed import active
+    world = active()
+    if world is None:
+        atomic_write(os.fspath(filepath), lambda f: np.savez(f, **arrays))
+        return
+    error = None
+    if world.is_root:
+        try:
+            atomic_write(os.fspath(filepath), lambda f: np.savez(f, **arrays))
+        except OSError as exc:
+            error = exc
+    error = world.bcast(error)
+    if error is not None:
+        raise error
 
 
 def _weight_arrays(model):

@@ -91,6 +91,15 @@ class _Workspace:
                 if a is not None]
 
 
+def _distributed_world(op):
+    """The MPI world for ``distributed=True`` (pyblasnn.distributed, joined if need be)."""
+    try:
+        from .distributed import world
+        return world()
+    except ImportError as exc:
+        raise ImportError(f"{op}(distributed=True): {exc}") from exc
+
+
 def _check_verbose(op, verbose):
     if verbose == "auto":
         return 1
@@ -253,37 +262,63 @@ class Trainer:
         The update runs inside ``deferral`` (a SIGINT then waits for its end). With
         ``stop_on_nan`` a nan / inf loss returns before the backward pass: nothing updated.
         """
+        loss, correct, done = self._backprop(x, labels, ws, stop_on_nan)
+        if done:
+            with deferral:
+                self.optimizer.apply(self._params, self._grads)
+        return loss, correct
+
+    def _backprop(self, x, labels, ws, stop_on_nan=False):
+        """Forward, loss, backward into the gradient buffers: (loss, correct, done); done is
+        False when ``stop_on_nan`` stopped before the backward pass (nan / inf loss)."""
         out = self._forward(x, ws, True)
         grads, outs, steps = ws.grads, ws.outs, self._steps
         loss, correct = self.loss.compute(out, labels, grad_out=grads[-1], row_loss=ws.row_loss,
                                           logits=self._loss_on_logits)
         if stop_on_nan and not math.isfinite(loss):
-            return loss, correct
+            return loss, correct, False
         g = grads[-1]
         for i in range(len(steps) - 1, 0, -1):
             g = steps[i].backward(g, outs[i - 1], outs[i], grads[i - 1])
         steps[0].backward(g, x, outs[0], None)
-        with deferral:
-            self.optimizer.apply(self._params, self._grads)
-        return loss, correct
+        return loss, correct, True
 
-    def _fit_batch(self, x, labels, order, start, stop, x_rows=None, deferral=_NO_DEFERRAL,
-                   stop_on_nan=False):
-        """One step of fit on samples order[start:stop] (or start:stop when order is None).
+    def _gather(self, x, labels, order, start, stop, x_rows=None):
+        """(x, labels, workspace) of samples order[start:stop] (start:stop when order is None).
 
         Shuffled rows are gathered into the workspace (ops.take_rows, np.take with out=), so
         nothing is allocated once the workspace for this batch size exists. ``x_rows`` is x
         viewed as (samples, features) (x itself when x is 2-D).
         """
         ws = self._workspace(stop - start)
-        if order is not None:
-            idx = order[start:stop]
-            ops.take_rows(x if x_rows is None else x_rows, idx, out=ws.x_rows)
-            xb = ws.x
-            yb = np.take(labels, idx, out=ws.labels, mode="clip")
-        else:
-            xb, yb = x[start:stop], labels[start:stop]
+        if order is None:
+            return x[start:stop], labels[start:stop], ws
+        idx = order[start:stop]
+        ops.take_rows(x if x_rows is None else x_rows, idx, out=ws.x_rows)
+        return ws.x, np.take(labels, idx, out=ws.labels, mode="clip"), ws
+
+    def _fit_batch(self, x, labels, order, start, stop, x_rows=None, deferral=_NO_DEFERRAL,
+                   stop_on_nan=False):
+        """One step of fit on samples order[start:stop] (or start:stop when order is None)."""
+        xb, yb, ws = self._gather(x, labels, order, start, stop, x_rows)
         return self._train_step(xb, yb, ws, deferral, stop_on_nan)
+
+    def _fit_shard(self, reducer, x, labels, order, start, stop, x_rows=None,
+                   deferral=_NO_DEFERRAL, stop_on_nan=False):
+        """One data-parallel step (``pyblasnn.distributed``): this rank's share of samples
+        [start, stop), the gradients summed over the ranks, the same update on every rank.
+        (loss, correct) of the whole global batch, the same on every rank."""
+        lo, hi = reducer.world.share(start, stop)
+        loss, correct, grads = 0.0, 0, None
+        if hi > lo:
+            xb, yb, ws = self._gather(x, labels, order, lo, hi, x_rows)
+            loss, correct, done = self._backprop(xb, yb, ws, stop_on_nan)
+            grads = self._grads if done else None
+        summed, loss, correct = reducer.reduce(grads, loss, correct, hi - lo, stop - start)
+        if not (stop_on_nan and not math.isfinite(loss)):
+            with deferral:
+                self.optimizer.apply(self._params, summed)
+        return loss, correct
 
     def _start_training(self, x, rng=None):
         if not self.built:
@@ -321,7 +356,8 @@ class Trainer:
 
     # -- fit / evaluate / predict ---------------------------------------------------------
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0,
-            validation_data=None, shuffle=True, seed=None, callbacks=None, stop_on_nan=True):
+            validation_data=None, shuffle=True, seed=None, callbacks=None, stop_on_nan=True,
+            distributed=False, initial_epoch=0):
         """Train for ``epochs`` passes over (x, y) in minibatches; returns a ``History``.
 
         ``seed`` fixes weight initialisation (if not built yet), dropout masks and the
@@ -338,11 +374,28 @@ class Trainer:
         Ctrl-C (KeyboardInterrupt) lands between optimizer steps, never inside one; after it
         ``model.history`` holds the completed epochs and ``fit`` can be called again to go on.
         One model trains in one thread at a time: a concurrent ``fit`` raises RuntimeError.
+
+        ``initial_epoch`` (Keras' meaning): resume a run at that epoch, training epochs
+        initial_epoch .. epochs-1 with the shuffles the uninterrupted run would have drawn
+        from ``seed``: a model saved after epoch k (weights and optimizer state), loaded and
+        fitted with ``initial_epoch=k`` and the same seed ends where the full run ends.
+
+        ``distributed=True``: data-parallel over the MPI job (``pyblasnn.distributed``; every
+        rank calls fit with the same x, y and arguments): each rank takes its share of every
+        global batch of ``batch_size``, the gradients are summed over the ranks, every rank
+        applies the same update. Rank 0's weights (and, when ``seed`` is None, its seed) are
+        broadcast first; progress prints on rank 0 only; the logs cover the whole batches.
         """
         self._require_compiled("fit")
+        if not isinstance(distributed, (bool, np.bool_)):
+            raise TypeError(f"fit: distributed must be a bool, got {distributed!r}")
         batch_size = _check_batch_size("fit", batch_size)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
+        if (isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer))
+                or not 0 <= initial_epoch <= epochs):
+            raise ValueError(f"fit: initial_epoch must be an int in [0, epochs={epochs}], got "
+                             f"{initial_epoch!r}")
         verbose = _check_verbose("fit", verbose)
         if not isinstance(stop_on_nan, (bool, np.bool_)):
             raise TypeError(f"fit: stop_on_nan must be a bool, got {stop_on_nan!r}")
@@ -367,20 +420,33 @@ class Trainer:
             x_val = y_val = None
         if x.shape[0] == 0:
             raise ValueError("fit: x has no samples")
+        world = _distributed_world("fit") if distributed else None
+        if world is not None:
+            if seed is None:
+                seed = world.bcast(int(np.random.SeedSequence().generate_state(1)[0]))
+            if not world.is_root:
+                verbose = 0
         with self._training("fit"):
             deferral = SigintDeferral()
             deferral.install()
             try:
                 return self._fit_loop(x, labels, x_val, y_val, batch_size, epochs, verbose,
-                                      shuffle, seed, callbacks, bool(stop_on_nan), deferral)
+                                      shuffle, seed, callbacks, bool(stop_on_nan), deferral,
+                                      world, int(initial_epoch))
             finally:
                 deferral.uninstall()
 
     def _fit_loop(self, x, labels, x_val, y_val, batch_size, epochs, verbose, shuffle, seed,
-                  callbacks, stop_on_nan, deferral):
+                  callbacks, stop_on_nan, deferral, world=None, initial_epoch=0):
         n = x.shape[0]
         init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
         self._start_training(x, rng=np.random.default_rng(init_seq))
+        reducer = None
+        if world is not None:
+            from .distributed import GradientReducer
+            for w in self._params:           # one starting point: rank 0's weights
+                world.comm.Bcast(w, root=0)
+            reducer = GradientReducer(world, self._grads)
         x_rows = x.reshape(n, -1)
         rng = np.random.default_rng(shuffle_seq)
         order = np.arange(n, dtype=np.intp)
@@ -396,7 +462,10 @@ class Trainer:
         history.on_train_begin()
         cbs.on_train_begin()
         logs = {}
-        for epoch in range(epochs):
+        if shuffle:                          # the shuffles of the epochs before initial_epoch
+            for _ in range(initial_epoch):
+                rng.shuffle(order)
+        for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             if shuffle:
                 rng.shuffle(order)
@@ -406,8 +475,13 @@ class Trainer:
             for step in range(steps):
                 start = step * batch_size
                 stop = min(start + batch_size, n)
-                loss, correct = self._fit_batch(x, labels, order if shuffle else None,
-                                                start, stop, x_rows, deferral, stop_on_nan)
+                if reducer is None:
+                    loss, correct = self._fit_batch(x, labels, order if shuffle else None,
+                                                    start, stop, x_rows, deferral, stop_on_nan)
+                else:
+                    loss, correct = self._fit_shard(reducer, x, labels,
+                                                    order if shuffle else None, start, stop,
+                                                    x_rows, deferral, stop_on_nan)
                 if stop_on_nan and not math.isfinite(loss):
                     raise self._non_finite_loss(loss, epoch, epochs, step, steps,
                                                 x_rows, order if shuffle else None, start, stop)
@@ -420,7 +494,7 @@ class Trainer:
                         break
             logs = dict(self._log_values(loss_sum, correct_sum, stop))
             if x_val is not None:
-                val = self._evaluate_arrays(x_val, y_val, batch_size)
+                val = self._evaluate_arrays(x_val, y_val, batch_size, world)
                 logs.update(("val_" + k, v) for k, v in self._log_values(*val))
             with deferral:                  # the record of completed epochs is never torn
                 history.on_epoch_end(epoch, logs)
@@ -458,28 +532,37 @@ class Trainer:
         values += [(m.name, correct_sum / count if count else 0.0) for m in self.metrics]
         return values
 
-    def _evaluate_arrays(self, x, labels, batch_size):
-        """(loss_sum, correct_sum, n) over contiguous batches; no gradient."""
+    def _evaluate_arrays(self, x, labels, batch_size, world=None):
+        """(loss_sum, correct_sum, n) over contiguous batches; no gradient. With a ``world``
+        each rank scores its contiguous share of x and the sums cover every rank's."""
         n = x.shape[0]
+        lo, hi = (0, n) if world is None else world.share(0, n)
         loss_sum, correct_sum = 0.0, 0
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
+        for start in range(lo, hi, batch_size):
+            stop = min(start + batch_size, hi)
             ws = self._inference_workspace(stop - start)
             out = self._forward(x[start:stop], ws, False)
             loss, correct = self.loss.compute(out, labels[start:stop], row_loss=ws.row_loss,
                                               logits=self._loss_on_logits)
             loss_sum += loss * (stop - start)
             correct_sum += correct
-        return loss_sum, correct_sum, n
+        if world is not None:
+            loss_sum, correct_sum = world.sum_values([loss_sum, correct_sum])
+        return loss_sum, int(correct_sum), n
 
-    def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False, callbacks=None):
+    def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False, callbacks=None,
+                 distributed=False):
         """Mean loss and metrics on (x, y): ``[loss, accuracy]`` (just loss without metrics);
         ``return_dict=True``: ``{"loss": ..., "accuracy": ...}``.
 
         Thread-safe: several threads may evaluate (and predict with) one model at once, each
         on its own workspaces; the result is the one a single thread gets, bit for bit.
+        ``distributed=True``: each MPI rank scores its share of (x, y) and every rank gets
+        the totals (progress on rank 0 only).
         """
         self._require_compiled("evaluate")
+        if not isinstance(distributed, (bool, np.bool_)):
+            raise TypeError(f"evaluate: distributed must be a bool, got {distributed!r}")
         batch_size = _check_batch_size("evaluate", batch_size)
         verbose = _check_verbose("evaluate", verbose)
         x = self._prepare_x("evaluate", x)
@@ -488,11 +571,14 @@ class Trainer:
             raise ValueError("evaluate: the model has not been built (fit it first)")
         if x.shape[0] == 0:
             raise ValueError("evaluate: x has no samples")
+        world = _distributed_world("evaluate") if distributed else None
+        if world is not None and not world.is_root:
+            verbose = 0
         steps = -(-x.shape[0] // batch_size)
         cbs = CallbackList(([ProgbarLogger(verbose)] if verbose else []) + list(callbacks or []),
                            model=self, params={"verbose": verbose, "steps": steps})
         cbs.on_test_begin()
-        values = self._log_values(*self._evaluate_arrays(x, labels, batch_size))
+        values = self._log_values(*self._evaluate_arrays(x, labels, batch_size, world))
         cbs.on_test_end(dict(values))
         return self._results(values, return_dict)
 
