@@ -1,7 +1,8 @@
 """pyblasnn.distributed: data-parallel training over MPI.
 
 The MPI tests start ``mpiexec -n 2`` on tests/_mpi_worker.py and skip, saying why, when
-mpi4py or mpiexec is missing (``pip install -e ".[mpi]"``). The rest need no MPI.
+mpi4py or mpiexec is missing (``pip install -e ".[mpi]"``); PYBLASNN_REQUIRE_MPI=1 (CI sets
+it) turns that skip into a failure. The rest need no MPI.
 """
 import importlib.util
 import os
@@ -21,6 +22,8 @@ import _mpi_worker as worker  # noqa: E402
 
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 MPIEXEC = shutil.which("mpiexec") or shutil.which("mpirun")
+if os.environ.get("PYBLASNN_REQUIRE_MPI") == "1" and not (HAVE_MPI4PY and MPIEXEC):
+    raise RuntimeError("PYBLASNN_REQUIRE_MPI=1 but mpi4py or mpiexec is missing")
 needs_mpi4py = pytest.mark.skipif(not HAVE_MPI4PY, reason="mpi4py is not installed "
                                   "(pip install -e \".[mpi]\")")
 needs_mpiexec = pytest.mark.skipif(not (HAVE_MPI4PY and MPIEXEC), reason="mpi4py or mpiexec "
