@@ -1,8 +1,7 @@
-/* pyblasnn GEMM engine: public entry points (gemm.h), run-time kernel choice, block sizes.
- * The blocked driver is gemm_driver.h (instantiated below for float and double); the
- * AVX2 + FMA micro-kernels are in gemm_avx2.c. */
-#include <pthread.h>
-#include <stdint.h>
+/* pyblasnn GEMM engine: public entry points (gemm.h), the path choices, the block-size
+ * table as numbers. The blocked driver is gemm_driver.h (instantiated below per dtype and
+ * register tile); the micro-kernels are in gemm_avx2.c and gemm_avx512.c (one template,
+ * gemm_ukr_tpl.h); the ISA in use and the scratch memory come from gemm_runtime.c. */
 #include <stdlib.h>
 #include "gemm_internal.h"
 #include "gemv.h"
