@@ -135,6 +135,15 @@ class World:
         return self.comm.bcast(obj, root=0)
 
 
+def _flat_views(arrays, dtype, extra=0):
+    """(flat, views): one zeroed 1-D buffer of every array's elements (+ ``extra`` slots) and
+    a view into it shaped like each array, in order: the layout sent in one collective."""
+    ends = np.cumsum([a.size for a in arrays], dtype=np.intp)
+    flat = np.zeros(int(ends[-1] if len(arrays) else 0) + extra, dtype)
+    starts = ends - [a.size for a in arrays]
+    return flat, [flat[lo:hi].reshape(a.shape) for a, lo, hi in zip(arrays, starts, ends)]
+
+
 class GradientReducer:
     """The trainer's side: scale the local gradients into one flat buffer (with the batch's
     loss sum, as a float pair, and its correct count), sum it over the ranks in one
@@ -142,12 +151,8 @@ class GradientReducer:
 
     def __init__(self, world, grads):
         self.world = world
-        sizes = [g.size for g in grads]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
-        dtype = grads[0].dtype if grads else np.float32
-        self.flat = np.zeros(int(self.offsets[-1]) + 3, dtype)
-        self.views = [self.flat[self.offsets[i]:self.offsets[i + 1]].reshape(g.shape)
-                      for i, g in enumerate(grads)]
+        self.flat, self.views = _flat_views(grads, grads[0].dtype if grads else np.float32,
+                                            extra=3)
 
     def reduce(self, grads, loss, correct, local_n, global_n):
         """(summed gradient views, mean loss over the global batch, correct count).
@@ -275,12 +280,9 @@ def allreduce_gradients(gradients, count=None):
             raise ValueError("allreduce_gradients: no rank has samples (every count is 0)")
         weight = count / total
     dtype = np.result_type(*arrays)
-    sizes = [a.size for a in arrays]
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
-    flat = np.empty(int(offsets[-1]), dtype)
-    for i, a in enumerate(arrays):
-        np.multiply(a.ravel(), dtype.type(weight), out=flat[offsets[i]:offsets[i + 1]])
+    flat, views = _flat_views(arrays, dtype)
+    for a, v in zip(arrays, views):
+        np.multiply(a, dtype.type(weight), out=v)
     w.sum_(flat)
-    out = [flat[offsets[i]:offsets[i + 1]].reshape(a.shape).astype(a.dtype, copy=False)
-           for i, a in enumerate(arrays)]
+    out = [v.astype(a.dtype, copy=False) for a, v in zip(arrays, views)]
     return [Tensor._wrap(o) if isinstance(g, Tensor) else o for g, o in zip(gradients, out)]

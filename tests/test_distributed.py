@@ -87,12 +87,17 @@ def _mpiexec(scenario, out, timeout=180):
                            str(out)], capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def _mpiexec_ok(scenario, out):
+    """Run a scenario on 2 ranks, check it succeeded, return rank 0's results."""
+    run = _mpiexec(scenario, out)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return np.load(out)
+
+
 @needs_mpiexec
 def test_two_ranks_identical_replicas_close_to_one_process(tmp_path):
     out = tmp_path / "fit.npz"
-    run = _mpiexec("fit", out)
-    assert run.returncode == 0, run.stderr[-3000:]
-    r = np.load(out)
+    r = _mpiexec_ok("fit", out)
     assert bool(r["same"]), "the replicas' weights differ between ranks"
     single = worker.model()
     x, y = worker.data()
@@ -113,20 +118,13 @@ def test_two_ranks_identical_replicas_close_to_one_process(tmp_path):
 
 @needs_mpiexec
 def test_two_runs_are_bitwise_reproducible(tmp_path):
-    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
-    for out in (a, b):
-        run = _mpiexec("fit", out)
-        assert run.returncode == 0, run.stderr[-3000:]
-    ra, rb = np.load(a), np.load(b)
+    ra, rb = _mpiexec_ok("fit", tmp_path / "a.npz"), _mpiexec_ok("fit", tmp_path / "b.npz")
     assert all(np.array_equal(ra[k], rb[k]) for k in ra.files)
 
 
 @needs_mpiexec
 def test_tape_gradients_allreduced_are_the_whole_batch_gradient(tmp_path):
-    out = tmp_path / "tape.npz"
-    run = _mpiexec("tape", out)
-    assert run.returncode == 0, run.stderr[-3000:]
-    r = np.load(out)
+    r = _mpiexec_ok("tape", tmp_path / "tape.npz")
     assert bool(r["same"])
     x, y = worker.data()
     w = pyblasnn.Variable(np.linspace(-1, 1, 100, dtype=np.float32).reshape(20, 5))
