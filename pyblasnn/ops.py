@@ -368,12 +368,14 @@ def divide_backward(dz, x, y, out=None, n_threads=None):
     return _land(dx, dx_out), dy
 
 
-def maximum_backward(dz, x, y, n_threads=None):
+def maximum_backward(dz, x, y, out=None, n_threads=None):
     """(dx, dy) for z = maximum(x, y): dz goes to the operand that was picked.
 
     maximum returns x where x > y or x is NaN and y otherwise (ties included, as NumPy
     does), and the gradient follows that choice.
-    Each gradient is summed back to its operand's shape.
+    Each gradient is summed back to its operand's shape. out: None or a tuple
+    (dx_out, dy_out) as in add_backward; an operand that was not broadcast has its
+    gradient written straight into its out entry.
     """
     op = "maximum_backward"
     x_arr = V.as_array(op, "x", x)
@@ -388,13 +390,27 @@ def maximum_backward(dz, x, y, n_threads=None):
                          f"x {x_arr.shape} and y {y_arr.shape}")
     dz_arr = _contiguous_operand(op, "dz", dz_arr, dtype)
     nt = V.n_threads(op, n_threads)
-    dx_full = np.empty(shape, dtype)
-    dy_full = np.empty(shape, dtype)
+    dx_out, dy_out = _grad_outs(op, out, (x_arr.shape, y_arr.shape), dtype, ("dx", "dy"))
+
+    def full(target, grad_shape):
+        # the mask kernel fills both gradients while it reads x, y and dz: an out entry is
+        # its destination only when nothing is summed and it overlaps none of them
+        if grad_shape == shape and _staged(target, x_arr, y_arr, dz_arr) is not None:
+            return target
+        return np.empty(shape, dtype)
+    dx_full = full(dx_out, x_arr.shape)
+    dy_full = full(dy_out, y_arr.shape)
     if dz_arr.size:
         layout = _coalesce(shape, _element_strides(x_arr, shape), _element_strides(y_arr, shape))
         _ew.maximum_mask(layout[0], layout[1], layout[2], x_arr, y_arr, dz_arr,
                          dx_full, dy_full, nt)
-    return _reduce_to(dx_full, x_arr.shape, nt), _reduce_to(dy_full, y_arr.shape, nt)
+    return (_reduce_into(dx_full, x_arr.shape, _unless(dx_out, dx_full), nt),
+            _reduce_into(dy_full, y_arr.shape, _unless(dy_out, dy_full), nt))
+
+
+def _unless(target, full):
+    """target, or None when the gradient was already computed in it."""
+    return None if target is full else target
 
 
 def _reduce_to(full, shape, nt):

@@ -19,6 +19,8 @@ CASES = {
                  ((), (3, 2)), ((0, 3), (3,))],
     "divide": [((32, 10), (10,)), ((10,), (32, 10)), ((5, 1, 4), (3, 1)), ((6, 5), (6, 5)),
                ((3, 2), ()), ((0, 3), (3,))],
+    "maximum": [((32, 10), (10,)), ((10,), (32, 10)), ((5, 1, 4), (3, 1)), ((6, 5), (6, 5)),
+                ((), (3, 2)), ((0, 3), (3,))],
     "matmul": [((7, 6), (6, 9)), ((5,), (5, 3)), ((3, 5), (5,)), ((2, 3, 4), (4, 5)),
                ((3, 4), (2, 4, 5)), ((1, 3, 4), (2, 4, 5)), ((2, 3, 4), (2, 4, 5)), ((0, 4), (4, 2))],
 }
@@ -68,6 +70,7 @@ ALIAS_CASES = {"add": [((6, 5), (6, 5)), ((6, 5), (5,))],
                "subtract": [((6, 5), (6, 5)), ((5,), (6, 5))],
                "multiply": [((6, 5), (6, 5)), ((6, 5), (5,)), ((5,), (6, 5))],
                "divide": [((6, 5), (6, 5)), ((6, 5), (5,)), ((5,), (6, 5))],
+               "maximum": [((6, 5), (6, 5)), ((6, 5), (5,)), ((5,), (6, 5))],
                "matmul": [((5, 5), (5, 5)), ((2, 5, 5), (5, 5)), ((5,), (5, 5))]}
 ALIAS = [(name, xs, ys) for name in ALIAS_CASES for xs, ys in ALIAS_CASES[name]]
 
@@ -96,22 +99,27 @@ def test_out_aliasing_the_inputs(name, xs, ys, dtype, rng):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_out_partially_overlapping_an_input(name, dtype, rng):
-    """out[i] a view shifted by one element over the buffer holding dz (or x)."""
+    """out[i] a view shifted by one element, either way, over the buffer holding dz (or x):
+    a loop writing out[k] before it reads input[k + 1] sees the second way clobbered."""
     shape = (6, 5) if name != "matmul" else (5, 5)
     dz0, x0, y0 = _inputs(name, shape, shape, dtype, rng)
     expected = _call(name, *_copies(dz0, x0, y0), None)
-    for holder in (0, 1):  # dz or x lives in the shared buffer
-        for i in (0, 1):
-            buf = np.empty(dz0.size + 1, dtype)
-            arrays = _copies(dz0, x0, y0)
-            buf[1:] = arrays[holder].reshape(-1)
-            arrays[holder] = buf[1:].reshape(shape)
-            outs = [None, None]
-            outs[i] = buf[:-1].reshape(shape)
-            got = _call(name, *arrays, tuple(outs))
-            assert got[i] is outs[i]
-            np.testing.assert_array_equal(got[0], expected[0])
-            np.testing.assert_array_equal(got[1], expected[1])
+    for holder, i, out_first in itertools.product((0, 1), (0, 1), (True, False)):
+        # dz or x lives in the shared buffer; out[i] starts one element before or after it
+        buf = np.empty(dz0.size + 1, dtype)
+        arrays = _copies(dz0, x0, y0)
+        here, there = (slice(1, None), slice(None, -1)) if out_first else \
+            (slice(None, -1), slice(1, None))
+        buf[here] = arrays[holder].reshape(-1)
+        arrays[holder] = buf[here].reshape(shape)
+        outs = [None, None]
+        outs[i] = buf[there].reshape(shape)
+        got = _call(name, *arrays, tuple(outs))
+        assert got[i] is outs[i]
+        label = f"{('dz', 'x')[holder]} holds the buffer, out[{i}] starts " + \
+            ("before" if out_first else "after")
+        np.testing.assert_array_equal(got[0], expected[0], err_msg=label)
+        np.testing.assert_array_equal(got[1], expected[1], err_msg=label)
 
 
 @pytest.mark.parametrize("name,sign", [("add", 1), ("subtract", -1)])

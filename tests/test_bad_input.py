@@ -230,7 +230,7 @@ for _name in ("multiply_backward", "divide_backward"):
 # ---- out= of the backward ops: None or a tuple (dx_out, dy_out) of checked arrays
 _OUT_PAIR = {"add_backward": ("dx", "dy"), "subtract_backward": ("dx", "dy"),
              "multiply_backward": ("dx", "dy"), "divide_backward": ("dx", "dy"),
-             "matmul_backward": ("da", "db")}
+             "maximum_backward": ("dx", "dy"), "matmul_backward": ("da", "db")}
 _ro4 = np.ones(4)
 _ro4.setflags(write=False)
 for _name, (_a, _b) in _OUT_PAIR.items():

@@ -198,8 +198,8 @@ def _maximum_forward(x, y):
 
 
 def _maximum_vjp(g, saved, needs, out=None):
-    dx, dy = ops.maximum_backward(g, *saved)
-    return _into(dx, _out(out, 0)), _into(dy, _out(out, 1))
+    x, y = saved
+    return ops.maximum_backward(g, x, y, out=out)
 
 
 rule("add", _add_forward, _add_vjp)
