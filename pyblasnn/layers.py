@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import re
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -60,8 +61,11 @@ def _unique_name(base: str) -> str:
 
 
 def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower()
-                   for i, c in enumerate(name))
+    """Keras' default layer names: Dense -> dense, LeakyReLU -> leaky_re_lu, Conv2D -> conv2d
+    (an underscore before each capitalised word and at each lower-to-upper step, not before
+    every capital)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def get(class_name: str) -> type[Layer]:

@@ -1,5 +1,7 @@
 """The layer contract: a layer type defined here, outside the package, trains inside
 Sequential; Flatten and Dropout against NumPy; summary with weightless layers."""
+import re
+
 import numpy as np
 import pytest
 
@@ -99,6 +101,22 @@ def test_unknown_layer_class_in_a_file_is_named(tmp_path):
     del layers._LAYER_CLASSES["Temporary"]
     with pytest.raises(ValueError, match="unknown layer class 'Temporary'"):
         models.load_model(path)
+
+
+def test_default_names_are_keras_snake_case():
+    """A layer is named after its class as Keras names it: acronyms and digits stay whole."""
+    class BlurReLU2D(layers.Layer):
+        pass
+
+    class Conv2DLike(layers.Layer):
+        pass
+    for cls, base in ((BlurReLU2D, "blur_re_lu2d"), (Conv2DLike, "conv2d_like"),
+                      (layers.Dropout, "dropout")):
+        names = [cls(0.5).name if cls is layers.Dropout else cls().name for _ in range(2)]
+        assert all(re.fullmatch(rf"{base}(_\d+)?", n) for n in names), names
+        assert names[0] != names[1]
+    for cls in (BlurReLU2D, Conv2DLike):
+        del layers._LAYER_CLASSES[cls.__name__]
 
 
 # -- Flatten ----------------------------------------------------------------------------------
