@@ -235,36 +235,38 @@ def check_same(op, name_a, a, name_b, b):
         raise ValueError(f"{op}: {name_a} and {name_b} shapes differ: {a.shape} != {b.shape}")
 
 
-def as_sparse_labels(op, labels, n=None, n_classes=None):
+def as_sparse_labels(op, labels, n=None, n_classes=None, name="labels"):
     """Integer class labels as a C-contiguous intp (n,) array (copied only if needed).
 
     Accepts shape (n,) or (n, 1), any integer dtype, or floats holding whole numbers.
+    ``name``: what the messages call the argument (``y_true``, ``y_pred``, ...).
     """
     if not isinstance(labels, _np.ndarray):
         try:
             labels = _np.asarray(labels)
         except Exception as exc:  # ragged lists and such
-            raise ValueError(f"{op}: labels could not be read as an array: {exc}") from None
+            raise ValueError(f"{op}: {name} could not be read as an array: {exc}") from None
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels.reshape(-1)
     if labels.ndim != 1:
-        raise ValueError(f"{op}: labels must be a 1-D array of class indices, "
+        raise ValueError(f"{op}: {name} must be a 1-D array of class indices, "
                          f"got shape {labels.shape}")
     if n is not None and labels.shape[0] != n:
-        raise ValueError(f"{op}: got {labels.shape[0]} labels for {n} samples")
+        raise ValueError(f"{op}: got {labels.shape[0]} {name} for {n} samples")
     kind = labels.dtype.kind
     if kind == "f":
         if labels.size and not _np.all(_np.isfinite(labels) & (labels == _np.floor(labels))):
-            raise ValueError(f"{op}: labels must be integer class indices, "
+            raise ValueError(f"{op}: {name} must be integer class indices, "
                              f"got non-integer values in a {labels.dtype} array")
     elif kind not in "iu":
-        raise ValueError(f"{op}: labels must be integer class indices, got dtype {labels.dtype}")
+        raise ValueError(f"{op}: {name} must be integer class indices, got dtype {labels.dtype}")
     if labels.size:
         lo, hi = labels.min(), labels.max()
         if lo < 0:
-            raise ValueError(f"{op}: labels must be >= 0, got {lo}")
+            raise ValueError(f"{op}: {name} must be >= 0, got {lo}")
         if n_classes is not None and hi >= n_classes:
-            raise ValueError(f"{op}: label {hi} out of range for {n_classes} classes "
+            where = "" if name == "labels" else f" in {name}"
+            raise ValueError(f"{op}: label {hi}{where} out of range for {n_classes} classes "
                              f"(labels must be in [0, {n_classes}))")
     if labels.dtype == _np.intp and labels.flags.c_contiguous:
         return labels
@@ -282,6 +284,15 @@ def check_sparse_labels(op, labels, n, n_classes):
                              f"(labels must be in [0, {n_classes}))")
         return labels
     return as_sparse_labels(op, labels, n, n_classes)
+
+
+def positive_int(op, name, value):
+    """An int >= 1 (not a bool): TypeError for another type, ValueError below 1."""
+    if isinstance(value, (bool, _np.bool_)) or not isinstance(value, (int, _np.integer)):
+        raise TypeError(f"{op}: {name} must be an int, got {_describe(value)}")
+    if value < 1:
+        raise ValueError(f"{op}: {name} must be >= 1, got {value}")
+    return int(value)
 
 
 def _check_real(op, name, value):

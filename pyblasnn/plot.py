@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+from . import _validation as _v
 from ._atomic import atomic_write
 
 __all__ = ["show_digits", "plot_history", "plot_confusion", "write_report_figures"]
@@ -92,10 +93,15 @@ def _as_images(images):
     return arr
 
 
-def _per_image(name, values, n):
+def _per_image(name, values, n, ndims=(1,)):
+    """values as an array with one entry per image (and ndim in ``ndims``), or None."""
     if values is None:
         return None
     arr = np.asarray(values)
+    if arr.ndim not in ndims:
+        shapes = " or ".join(["(n,)", "(n, classes)"][:max(ndims)])
+        raise ValueError(f"show_digits: {name} must have shape {shapes}, one entry per "
+                         f"image, got shape {arr.shape}")
     if arr.shape[0] != n:
         raise ValueError(f"show_digits: {name} has {arr.shape[0]} entries for {n} images")
     return arr
@@ -118,15 +124,13 @@ def show_digits(images: ArrayLike, labels: Optional[ArrayLike] = None,
     imgs = _as_images(images)
     n = imgs.shape[0]
     labels_ = _per_image("labels", labels, n)
-    probs = _per_image("probabilities", probabilities, n)
+    probs = _per_image("probabilities", probabilities, n, ndims=(1, 2))
     preds = _per_image("predictions", predictions, n)
     if probs is not None and probs.ndim == 2:
         if preds is None:
             preds = probs.argmax(axis=1)
         probs = probs[np.arange(n), np.asarray(preds, dtype=np.intp)]
-    if int(ncols) < 1:
-        raise ValueError(f"show_digits: ncols must be >= 1, got {ncols!r}")
-    ncols = max(1, min(int(ncols), n))
+    ncols = max(1, min(_v.positive_int("show_digits", "ncols", ncols), n))
     nrows = max(1, math.ceil(n / ncols))
     text_lines = (labels_ is not None) + (preds is not None)
     fig = _new_figure((size * ncols, (size + 0.18 * text_lines) * nrows + (0.4 if title else 0)))
@@ -219,16 +223,21 @@ def plot_history(history: Any, path: Optional[PathLike] = None,
 # -------------------------------------------------------------------------- confusion
 def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike,
                      num_classes: Optional[int] = None) -> np.ndarray:
-    """counts[i, j] = number of samples of class i predicted as class j."""
-    y_true = np.asarray(y_true).astype(np.intp).ravel()
-    y_pred = np.asarray(y_pred).astype(np.intp).ravel()
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"confusion_matrix: y_true has {y_true.size} labels, y_pred "
-                         f"{y_pred.size}")
+    """counts[i, j] = number of samples of class i predicted as class j.
+
+    y_true, y_pred: class indices (integers >= 0, below ``num_classes`` when given; the
+    largest label + 1 classes otherwise)."""
+    op = "confusion_matrix"
+    if num_classes is not None:
+        num_classes = _v.positive_int(op, "num_classes", num_classes)
+    true: np.ndarray = _v.as_sparse_labels(op, y_true, n_classes=num_classes, name="y_true")
+    pred: np.ndarray = _v.as_sparse_labels(op, y_pred, n_classes=num_classes, name="y_pred")
+    if true.shape != pred.shape:
+        raise ValueError(f"{op}: y_true has {true.size} labels, y_pred {pred.size}")
     if num_classes is None:
-        num_classes = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
+        num_classes = int(max(true.max(initial=-1), pred.max(initial=-1))) + 1
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (y_true, y_pred), 1)
+    np.add.at(counts, (true, pred), 1)
     return counts
 
 

@@ -110,14 +110,23 @@ def test_show_digits_labels_only():
     assert [ax.get_title() for ax in _image_axes(fig)] == ["label 5", "label 0", "label 4"]
 
 
-@pytest.mark.parametrize("images, kwargs, match", [
-    (np.zeros((3, 100)), {}, r"\(n, 28, 28\), \(n, 784\).*got \(3, 100\)"),
-    (np.zeros((3, 28, 28, 2)), {}, "got \\(3, 28, 28, 2\\)"),
-    (np.zeros((3, 28, 28)), {"labels": [1, 2]}, "labels has 2 entries for 3 images"),
-    (np.zeros((3, 28, 28)), {"ncols": 0}, "ncols"),
+@pytest.mark.parametrize("images, kwargs, exc, match", [
+    (np.zeros((3, 100)), {}, ValueError, r"\(n, 28, 28\), \(n, 784\).*got \(3, 100\)"),
+    (np.zeros((3, 28, 28, 2)), {}, ValueError, "got \\(3, 28, 28, 2\\)"),
+    (np.zeros((3, 28, 28)), {"labels": [1, 2]}, ValueError, "labels has 2 entries for 3 images"),
+    (np.zeros((3, 28, 28)), {"labels": 5}, ValueError,
+     r"show_digits: labels must have shape \(n,\), one entry per image, got shape \(\)"),
+    (np.zeros((3, 28, 28)), {"predictions": np.ones((3, 2))}, ValueError,
+     r"predictions must have shape \(n,\),.*got shape \(3, 2\)"),
+    (np.zeros((3, 28, 28)), {"probabilities": np.ones((3, 10, 2))}, ValueError,
+     r"probabilities must have shape \(n,\) or \(n, classes\)"),
+    (np.zeros((3, 28, 28)), {"ncols": 0}, ValueError, "show_digits: ncols must be >= 1, got 0"),
+    (np.zeros((3, 28, 28)), {"ncols": 2.5}, TypeError, "show_digits: ncols must be an int, got float"),
+    (np.zeros((3, 28, 28)), {"ncols": "3"}, TypeError, "ncols must be an int, got str"),
+    (np.zeros((3, 28, 28)), {"ncols": None}, TypeError, "ncols must be an int, got NoneType"),
 ])
-def test_show_digits_bad_input(images, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_show_digits_bad_input(images, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
         plot.show_digits(images, **kwargs)
 
 
@@ -175,6 +184,27 @@ def test_confusion_matrix_counts():
         expected[t, p] += 1
     np.testing.assert_array_equal(counts, expected)
     assert plot.confusion_matrix([1], [1], num_classes=10).shape == (10, 10)
+    np.testing.assert_array_equal(plot.confusion_matrix(np.array([1.0, 0.0]), [1, 1]),
+                                  [[0, 1], [0, 1]])       # whole-number floats are labels
+
+
+@pytest.mark.parametrize("y_true, y_pred, kwargs, exc, match", [
+    ([0, 1], [-1, 1], {}, ValueError, "confusion_matrix: y_pred must be >= 0, got -1"),
+    ([0.5, 1], [0, 1], {}, ValueError, "confusion_matrix: y_true must be integer class indices"),
+    (["a", "b"], [0, 1], {}, ValueError, "y_true must be integer class indices, got dtype <U1"),
+    ([0, 5], [0, 1], {"num_classes": 3}, ValueError,
+     r"confusion_matrix: label 5 in y_true out of range for 3 classes"),
+    ([0, 1], [0, 3], {"num_classes": 3}, ValueError, "label 3 in y_pred out of range"),
+    ([0, 1, 2], [0, 1], {}, ValueError, "confusion_matrix: y_true has 3 labels, y_pred 2"),
+    ([[0, 1]], [0, 1], {}, ValueError, r"y_true must be a 1-D array of class indices"),
+    ([0], [0], {"num_classes": 0}, ValueError, "confusion_matrix: num_classes must be >= 1"),
+    ([0], [0], {"num_classes": 2.0}, TypeError, "confusion_matrix: num_classes must be an int"),
+])
+def test_confusion_matrix_bad_input(y_true, y_pred, kwargs, exc, match):
+    """A label outside [0, classes) is refused, not counted in another cell (a -1 was
+    counted as the last class, 0.5 as class 0)."""
+    with pytest.raises(exc, match=match):
+        plot.confusion_matrix(y_true, y_pred, **kwargs)
 
 
 @needs_mpl
