@@ -13,12 +13,47 @@ loudly rather than being skipped); keyword overrides replace that keyword's valu
 call of those statements (the shown source notes the values that differ from the
 script's). The value of a final expression statement is returned, as a
 notebook cell would show it.
+
+``run_statements`` (the same for a notebook cell run as a script: examples/chapter2.py) and
+``show_markdown`` (a table rendered in a notebook, printed as text elsewhere) serve both.
 """
 import ast
 import copy
 import os
 
-__all__ = ["Listing"]
+__all__ = ["Listing", "run_statements", "show_markdown"]
+
+
+def _in_notebook():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
+
+
+def show_markdown(text):
+    """Show Markdown ``text``: rendered in a notebook, printed as it is elsewhere."""
+    if _in_notebook():
+        from IPython.display import Markdown, display
+        display(Markdown(text))
+    else:
+        print(text)
+
+
+def run_statements(nodes, namespace, filename):
+    """Run the statements ``nodes`` (ast) in ``namespace``; return the value of the last one
+    when it is an expression statement (what a notebook shows under a cell), else None."""
+    nodes = list(nodes)
+    namespace.setdefault("__builtins__", __builtins__)
+    last = nodes.pop() if nodes and isinstance(nodes[-1], ast.Expr) else None
+    if nodes:
+        module = ast.fix_missing_locations(ast.Module(body=nodes, type_ignores=[]))
+        exec(compile(module, filename, "exec"), namespace)
+    if last is None:
+        return None
+    expr = ast.fix_missing_locations(ast.Expression(body=last.value))
+    return eval(compile(expr, filename, "eval"), namespace)
 
 
 class _Override(ast.NodeTransformer):
@@ -94,13 +129,8 @@ class Listing:
             note = ("\n# run here with " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
                     + " (the short setting)")
         header = f"# {os.path.basename(self.path)}\n"
-        try:
-            from IPython import get_ipython
-            from IPython.display import Markdown, display
-        except ImportError:
-            get_ipython = None
-        if get_ipython is not None and get_ipython() is not None:
-            display(Markdown(f"```python\n{header}{source}{note}\n```"))
+        if _in_notebook():
+            show_markdown(f"```python\n{header}{source}{note}\n```")
         else:
             print(f"{header}{source}{note}\n")
 
@@ -125,15 +155,6 @@ class Listing:
                               f"{sorted(unused)} in the statements to run")
         changed = {k: overrides[k] for k in sorted(changer.changed)}
         self._display(self.segment(start, stop), changed)
-        self.namespace.setdefault("__builtins__", __builtins__)
-        last = None
-        if nodes and isinstance(nodes[-1], ast.Expr):
-            last = nodes.pop()
-        if nodes:
-            module = ast.fix_missing_locations(ast.Module(body=nodes, type_ignores=[]))
-            exec(compile(module, self.path, "exec"), self.namespace)
+        value = run_statements(nodes, self.namespace, self.path)
         self.position = stop
-        if last is not None:
-            expr = ast.fix_missing_locations(ast.Expression(body=last.value))
-            return eval(compile(expr, self.path, "eval"), self.namespace)
-        return None
+        return value

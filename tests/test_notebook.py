@@ -1,11 +1,13 @@
-"""examples/chapter2.ipynb: stored clean, built on the example scripts, and run end to end.
+"""examples/chapter2.ipynb: stored clean, built on the example scripts, runnable as a script
+(examples/chapter2.py), and run end to end.
 
-The static checks and the tests of examples/listing.py need nothing beyond the standard
-library. Executing the notebook (its short setting, PYBLASNN_NOTEBOOK_QUICK=1) needs the
+The static checks and the tests of examples/listing.py and examples/chapter2.py need nothing
+beyond the standard library (the figure test, matplotlib). Executing the notebook (its short setting, PYBLASNN_NOTEBOOK_QUICK=1) needs the
 [notebook] extra (nbclient, nbformat, ipykernel, matplotlib) and real MNIST
 (``pyblasnn.datasets.mnist.load_data()``); it is skipped without the extra, unless
 PYBLASNN_REQUIRE_NOTEBOOK=1 (CI sets it) turns the skip into a failure.
 """
+import ast
 import importlib.util
 import json
 import os
@@ -19,7 +21,8 @@ EXAMPLES = os.path.join(REPO, "examples")
 NOTEBOOK = os.path.join(EXAMPLES, "chapter2.ipynb")
 
 sys.path.insert(0, EXAMPLES)
-from listing import Listing  # noqa: E402
+import chapter2  # noqa: E402  (examples/chapter2.py: the notebook run as a script)
+from listing import Listing, show_markdown  # noqa: E402
 
 sys.path.remove(EXAMPLES)
 
@@ -78,6 +81,63 @@ def test_every_step_the_notebook_names_exists_in_order(notebook, script):
         else:
             listing.position = len(listing.statements)
     assert listing.done and steps[-1][0] == "run_rest()"
+
+
+def test_every_code_cell_is_plain_python(notebook):
+    """examples/chapter2.py runs the cells without IPython: no magics, no IPython names
+    (Markdown tables go through listing.show_markdown)."""
+    for source in _code(notebook):
+        ast.parse(source)                                  # a %magic or !shell fails here
+        for name in ("IPython", "get_ipython", "display("):
+            assert name not in source, source
+
+
+# -------------------------------------------------------- the notebook as a script
+NOTEBOOK_JSON = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+    {"cell_type": "markdown", "metadata": {}, "source": ["# Title\n", "text, not shown\n",
+                                                         "## Section"]},
+    {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+     "source": ["x = 6\n", "x * 7"]},
+    {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+     "source": "x + 1;"},
+    {"cell_type": "raw", "metadata": {}, "source": "not run"},
+    {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+     "source": "from listing import show_markdown\nshow_markdown('| a |')\ny = x"},
+]}
+
+
+def test_chapter2_script_runs_cells_in_order_and_shows_what_a_notebook_would(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(NOTEBOOK_JSON))
+    shown = []
+    namespace = chapter2.run(str(path), out=shown.append)
+    assert namespace["y"] == 6
+    # headings only; the last expression's repr, unless the cell ends with ";"
+    assert shown == ["\n# Title\n", "\n## Section\n", "42"]
+
+
+def test_chapter2_script_saves_each_figure(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = {**NOTEBOOK_JSON, "cells": [
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.figure()\n"
+                   "plt.imshow([[0, 1]]);"}]}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb))
+    shown = []
+    chapter2.run(str(path), figures=str(tmp_path / "figs"), out=shown.append)
+    names = sorted(os.listdir(tmp_path / "figs"))
+    assert names == ["cell00-0.png", "cell00-1.png"]
+    assert shown == [f"[figure: {tmp_path / 'figs' / n}]" for n in names]
+    import matplotlib.pyplot as plt
+    assert plt.get_fignums() == []                         # closed after saving
+    assert (tmp_path / "figs" / names[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_show_markdown_prints_outside_a_notebook(capsys):
+    show_markdown("| a | b |")
+    assert capsys.readouterr().out == "| a | b |\n"
 
 
 # ---------------------------------------------------------------------------- Listing
