@@ -389,6 +389,9 @@ BAD = [
      "must be 2-D"),
     (lambda: tf.pow(tf.ones(2), tf.ones(2)), TypeError, "pow: the exponent"),
     (lambda: f"{tf.ones(2):.2f}", TypeError, "format"),
+    (lambda: float(tf.ones(2)), TypeError, "float(): needs a tensor holding one number, got "
+     "one of shape (2,)"),
+    (lambda: int(tf.ones((2, 3))), TypeError, "int(): needs a tensor holding one number"),
 ]
 
 

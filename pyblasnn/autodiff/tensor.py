@@ -115,11 +115,18 @@ class Tensor:
     def __bool__(self):
         return bool(self._value)
 
+    def _one_number(self, call):
+        """The value of a one-element tensor (a loss, a metric) for ``float()`` / ``int()``."""
+        if self._value.size != 1:
+            raise TypeError(f"{call}: needs a tensor holding one number, got one of shape "
+                            f"{self.shape}; reduce it first (reduce_mean, reduce_sum)")
+        return self._value.reshape(())
+
     def __float__(self):
-        return float(self._value)
+        return float(self._one_number("float()"))
 
     def __int__(self):
-        return int(self._value)
+        return int(self._one_number("int()"))
 
     def __index__(self):
         if self._value.dtype.kind not in "iu":
