@@ -4,6 +4,7 @@ backward passes need is expressed through these two in pyblasnn.ops; transposes 
 strides, never copies. The arithmetic lives in the C engine under kernels/gemm/.
 """
 cimport numpy as cnp
+from libc.stdlib cimport free, malloc
 from cpython.pystate cimport PyThreadState
 from _lean cimport lean_threads, release_gil_if, restore_gil
 from _runtime cimport backoff_of_module, pbn_set_backoff
@@ -311,18 +312,72 @@ cdef inline bint disjoint(cnp.ndarray a, cnp.ndarray b):
     return ahi <= blo or bhi <= alo
 
 
+cdef object lean_batched(object a, object b, object out, int t, int n_threads):
+    """a @ b for two 3-D float arrays with the same batch size (no broadcasting) and no
+    `out`, or None: the batch's offsets are built here instead of in pyblasnn.ops."""
+    if out is not None or type(b) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>b) != t:
+        return None
+    cdef cnp.ndarray aa = <cnp.ndarray>a, ba = <cnp.ndarray>b, c
+    if (cnp.PyArray_NDIM(ba) != 3 or not cnp.PyArray_ISALIGNED(aa) or not cnp.PyArray_ISALIGNED(ba)
+            or cnp.PyArray_DIM(ba, 0) != cnp.PyArray_DIM(aa, 0)
+            or cnp.PyArray_DIM(ba, 1) != cnp.PyArray_DIM(aa, 2)):
+        return None
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(aa)
+    cdef int d
+    for d in range(3):
+        if cnp.PyArray_STRIDE(aa, d) % item != 0 or cnp.PyArray_STRIDE(ba, d) % item != 0:
+            return None
+    cdef pbn_int batch = cnp.PyArray_DIM(aa, 0), m = cnp.PyArray_DIM(aa, 1)
+    cdef pbn_int k = cnp.PyArray_DIM(aa, 2), n = cnp.PyArray_DIM(ba, 2)
+    cdef cnp.npy_intp dims[3]
+    dims[0] = batch
+    dims[1] = m
+    dims[2] = n
+    c = cnp.PyArray_EMPTY(3, dims, t, 0)
+    if cnp.PyArray_SIZE(c) == 0:
+        return c
+    cdef pbn_int *off = <pbn_int *>malloc(3 * batch * sizeof(pbn_int))
+    if off == NULL:
+        return None
+    cdef pbn_int i, sa = cnp.PyArray_STRIDE(aa, 0) // item, sb = cnp.PyArray_STRIDE(ba, 0) // item
+    for i in range(batch):
+        off[i] = i * sa
+        off[batch + i] = i * sb
+        off[2 * batch + i] = i * m * n
+    cdef void *pa = cnp.PyArray_DATA(aa)
+    cdef void *pb = cnp.PyArray_DATA(ba)
+    cdef void *pc = cnp.PyArray_DATA(c)
+    cdef pbn_int rsa = cnp.PyArray_STRIDE(aa, 1) // item, csa = cnp.PyArray_STRIDE(aa, 2) // item
+    cdef pbn_int rsb = cnp.PyArray_STRIDE(ba, 1) // item, csb = cnp.PyArray_STRIDE(ba, 2) // item
+    cdef PyThreadState *gil = release_gil_if(<double>batch * m * n * k >= 32768.0)
+    if t == cnp.NPY_FLOAT32:
+        pbn_gemm_batched_f32(batch, m, n, k, <float *>pa, off, rsa, csa, <float *>pb, off + batch,
+                             rsb, csb, <float *>pc, off + 2 * batch, n, 1, n_threads)
+    else:
+        pbn_gemm_batched_f64(batch, m, n, k, <double *>pa, off, rsa, csa, <double *>pb,
+                             off + batch, rsb, csb, <double *>pc, off + 2 * batch, n, 1,
+                             n_threads)
+    restore_gil(gil)
+    free(off)
+    return c
+
+
 def try_gemm(object a, object b, object out, object bias, bint relu, object threads,
-             bint vectors=False):
+             bint vectors=False, bint batched=False):
     """act(a @ b + bias) for plain 2-D operands on the lean path, else None.
 
     With vectors, a and b may also be 1-D, with the semantics numpy.dot and numpy.matmul
     share there: (d,) . (d,) -> scalar, (m, d) . (d,) -> (m,), (d,) . (d, n) -> (n,).
+    With batched, two 3-D operands with one batch size are multiplied as numpy.matmul does
+    (a stack of products; no bias, relu or out).
     """
     cdef int n_threads = lean_threads(threads)
     if n_threads == 0 or type(a) is not cnp.ndarray:
         return None
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
     cdef int min_ndim = 1 if vectors else 2
+    if batched and bias is None and not relu and cnp.PyArray_NDIM(<cnp.ndarray>a) == 3:
+        return lean_batched(a, b, out, t, n_threads)
     if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not plain_operand(a, t, min_ndim) \
             or not plain_operand(b, t, min_ndim):
         return None

@@ -539,7 +539,7 @@ def matmul(a, b, out=None, n_threads=None):
     (batch..., m, k) @ (batch..., k, n) -> (batch..., m, n) with broadcast batch axes.
     """
     op = "matmul"
-    c = _la.try_gemm(a, b, out, None, False, n_threads, True)
+    c = _la.try_gemm(a, b, out, None, False, n_threads, True, True)
     if c is not None:
         return c
     nt = V.n_threads(op, n_threads)

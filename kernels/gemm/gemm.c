@@ -101,7 +101,6 @@ DEFINE_ARGS(double, f64)
 #define MC PBN_AVX2_MC_F32
 #define NC PBN_AVX2_NC_F32
 #define UKR_T pbn_ukr_f32
-#define TINY_WIDTH PBN_TINY_WIDTH_F32
 #include "gemm_driver.h"   /* undefines its parameters at the end */
 
 #define T float
@@ -113,7 +112,6 @@ DEFINE_ARGS(double, f64)
 #define MC PBN_AVX512_MC_F32
 #define NC PBN_AVX512_NC_F32
 #define UKR_T pbn_ukr_f32
-#define TINY_WIDTH PBN_TINY_WIDTH_F32
 #include "gemm_driver.h"
 
 #define T double
@@ -125,7 +123,6 @@ DEFINE_ARGS(double, f64)
 #define MC PBN_AVX2_MC_F64
 #define NC PBN_AVX2_NC_F64
 #define UKR_T pbn_ukr_f64
-#define TINY_WIDTH PBN_TINY_WIDTH_F64
 #include "gemm_driver.h"
 
 #define T double
@@ -137,7 +134,6 @@ DEFINE_ARGS(double, f64)
 #define MC PBN_AVX512_MC_F64
 #define NC PBN_AVX512_NC_F64
 #define UKR_T pbn_ukr_f64
-#define TINY_WIDTH PBN_TINY_WIDTH_F64
 #include "gemm_driver.h"
 
 /* The packed engine of the ISA in use (read once per call, so a concurrent set_isa never
@@ -181,83 +177,6 @@ static void gemm_batched_##DT(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,   
 DEFINE_BATCHED_DISPATCH(float, f32, f32_12x32, f32_6x16, pbn_sgemm_avx512_12x32, pbn_sgemm_avx2_6x16)
 DEFINE_BATCHED_DISPATCH(double, f64, f64_12x16, f64_6x8, pbn_dgemm_avx512_12x16, pbn_dgemm_avx2_6x8)
 
-/* ---- float, small n: one dot product per C element, vectorised along k ----
- * For n <= 16 with A rows contiguous in k (the n = 10 output layer's forward pass
- * (128,512)@(512,10)) the 6 x 16 broadcast kernel wastes 6/16 of every FMA; dot products
- * along k use every lane. B^T is read in place when B's rows have unit stride (B = W.T),
- * else packed once (n x k, tiny). Threads take blocks of 3 rows; each element's sum order
- * depends on k only, so the result is bitwise the same for any thread count. */
-static int pbn_choose_dot(pbn_int m, pbn_int n, pbn_int k, pbn_int csa)
-{
-    (void)m;
-    return n <= 16 && k >= 64 && csa == 1;
-}
-
-static void pbn_dot_rows_f32(const args_f32 *g, const float *bt, pbn_int ldb,
-                             pbn_int blk_lo, pbn_int blk_hi)
-{
-    float out[12];
-    const float *a[3];
-    for (pbn_int blk = blk_lo; blk < blk_hi; blk++) {
-        const pbn_int i0 = blk * 3;
-        const int mr = (int)(g->m - i0 < 3 ? g->m - i0 : 3);
-        for (int r = 0; r < 3; r++) {
-            pbn_int row = i0 + (r < mr ? r : 0);
-            if (g->a_rows) row = g->a_rows[row];
-            a[r] = g->A + row * g->rsa;
-        }
-        for (pbn_int j0 = 0; j0 < g->n; j0 += 4) {
-            const int nb = (int)(g->n - j0 < 4 ? g->n - j0 : 4);
-            pbn_dot3x4_avx2_f32(g->k, a, bt + j0 * ldb, ldb, nb, out);
-            for (int r = 0; r < mr; r++)
-                for (int j = 0; j < nb; j++) {
-                    float *cp = g->C + (i0 + r) * g->rsc + (j0 + j) * g->csc;
-                    float s = out[r * 4 + j];
-                    if (g->accumulate) s = *cp + s;
-                    if (g->bias) s = s + g->bias[j0 + j];
-                    if (g->relu) s = s < 0 ? 0.0f : s;
-                    *cp = s;
-                }
-        }
-    }
-}
-
-/* Returns 0 (nothing done) when the scratch for B^T cannot be allocated. */
-static int gemm_dot_f32(const args_f32 *g, int n_threads)
-{
-    if (g->m <= 0 || g->n <= 0) return 1;
-    const float *bt = g->B;
-    pbn_int ldb = g->csb;
-    if (g->rsb != 1) {
-        float *p = (float *)pbn_scratch((size_t)g->n * (size_t)g->k * sizeof(float));
-        if (!p) return 0;
-        for (pbn_int q = 0; q < g->k; q++)
-            for (pbn_int j = 0; j < g->n; j++) p[j * g->k + q] = g->B[q * g->rsb + j * g->csb];
-        bt = p; ldb = g->k;
-    }
-    const pbn_int nblk = (g->m + 2) / 3;
-    const double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
-    int nt = n_threads < 1 ? 1 : n_threads;
-    if (flops < PBN_PARALLEL_MIN_FLOPS) nt = 1;
-    if (nt > nblk) nt = (int)nblk;
-    pbn_region reg;
-    nt = pbn_region_begin(&reg, nt);
-    pbn_count(PBN_PATH_GEMM_DOT, nt);
-    if (nt == 1) {
-        pbn_dot_rows_f32(g, bt, ldb, 0, nblk);
-    } else {
-        _Pragma("omp parallel for num_threads(nt) schedule(static)")
-        for (int t = 0; t < nt; t++) {
-            pbn_region_check(&reg);
-            pbn_dot_rows_f32(g, bt, ldb, nblk * t / nt, nblk * (t + 1) / nt);
-            pbn_region_done(&reg);
-        }
-        pbn_region_end(&reg, nt);
-    }
-    if (g->rsb != 1) pbn_scratch_done();
-    return 1;
-}
-
 /* ---- public API ---- */
 void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
                   const float *A, pbn_int rsa, pbn_int csa, const pbn_int *a_rows,
@@ -272,9 +191,11 @@ void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
     if (pbn_sparse_gemm_f32(m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                             accumulate, bias, relu, n_threads))
         return;  /* A mostly zeros (an MNIST batch): skip them (gemm_sparse.c) */
+    if (pbn_dot_gemm_f32(m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
+                         accumulate, bias, relu, n_threads))
+        return;  /* n <= 16: dot products along k (gemm_dot.c) */
     args_f32 g = { m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                    accumulate, bias, relu };
-    if (pbn_choose_dot(m, n, k, csa) && pbn_gemm_use_simd() && gemm_dot_f32(&g, n_threads)) return;
     gemm_f32(&g, n_threads);
 }
 

@@ -1,8 +1,7 @@
 /* Blocked GEMM driver, included by gemm.c once per (dtype, register tile). Expects:
  *   T, DT (f32 / f64), SFX (the instance: dtype and tile, e.g. f32_6x16), MR, NR (register
- *   tile), KC, MC, NC (cache blocks), UKR_T (kernel type), TINY_WIDTH(n) (widths of the
- *   unpacked batched kernel); all undefined again at the end. The args_<DT> struct is
- *   defined by gemm.c (shared by the instances of a dtype). The micro-kernel is an argument:
+ *   tile), KC, MC, NC (cache blocks), UKR_T (kernel type); all undefined again at the end.
+ *   The args_<DT> struct is defined by gemm.c (shared by the instances of a dtype). The micro-kernel is an argument:
  *   the ISA's kernel of this tile, or the portable one (FN(ukr_portable)).
  *
  * Loop nest (BLIS order) of the serial body, for one rectangle of C:
@@ -307,17 +306,19 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
     if (nt > batch) nt = (int)batch;
     pbn_region reg;
     nt = pbn_region_begin(&reg, nt);
-    const int tiny = k > 0 && m <= PBN_TINY_MAX && k <= PBN_TINY_MAX && TINY_WIDTH(n)
-                     && csb == 1 && csc == 1;
+    const PBN_CAT(pbn_tiny, DT) tiny =
+        k > 0 && m <= PBN_TINY_MAX && k <= PBN_TINY_MAX && csb == 1 && csc == 1
+        ? PBN_CAT(pbn_tiny_kernel, DT)(n) : NULL;
     pbn_count(tiny ? PBN_PATH_GEMM_BATCHED_TINY : PBN_PATH_GEMM_BATCHED, nt);
     const size_t nb = k > 0 ? FN(bp_elems)(n, k) : 0, na = pack_a ? FN(ap_elems)(m, k) : 0;
 
-    if (tiny) {  /* small products: no packing (gemm_tiny.c) */
+    if (tiny) {  /* small products: no packing (gemm_tiny.c); thread t takes a fixed range */
         _Pragma("omp parallel for num_threads(nt) schedule(static)")
-        for (pbn_int b = 0; b < batch; b++) {
+        for (int t = 0; t < nt; t++) {
             pbn_region_check(&reg);
-            PBN_CAT(pbn_tiny_gemm, DT)(m, n, k, A + a_off[b], rsa, csa, B + b_off[b], rsb,
-                              C + c_off[b], rsc);
+            const pbn_int lo = batch * t / nt, hi = batch * (t + 1) / nt;
+            for (pbn_int b = lo; b < hi; b++)
+                tiny(m, n, k, A + a_off[b], rsa, csa, B + b_off[b], rsb, C + c_off[b], rsc);
             pbn_region_done(&reg);
         }
         pbn_region_end(&reg, nt);
@@ -356,4 +357,3 @@ static void FN(gemm_batched)(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
 #undef MC
 #undef NC
 #undef UKR_T
-#undef TINY_WIDTH

@@ -75,14 +75,17 @@ void pbn_dgemm_avx512_12x16(pbn_int kc, const double *const *a, pbn_int as, cons
 
 /* Whole small products without packing (gemm_tiny.c), for the batched path: C := A @ B
  * when m, k <= PBN_TINY_MAX, n is one of the widths below, B and C with unit column stride.
- * Returns 0 (and does nothing) for other n. */
+ * pbn_tiny_kernel_<dt>(n) is the kernel of the ISA in use for width n (NULL for other n);
+ * it ignores n where the kernel is made for one width. */
 #define PBN_TINY_MAX 64
 #define PBN_TINY_WIDTH_F32(n) ((n) == 8 || (n) == 16 || (n) == 32 || (n) == 64)
 #define PBN_TINY_WIDTH_F64(n) ((n) == 8 || (n) == 16 || (n) == 32)
-int pbn_tiny_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
-                      pbn_int csa, const float *B, pbn_int rsb, float *C, pbn_int rsc);
-int pbn_tiny_gemm_f64(pbn_int m, pbn_int n, pbn_int k, const double *A, pbn_int rsa,
-                      pbn_int csa, const double *B, pbn_int rsb, double *C, pbn_int rsc);
+typedef void (*pbn_tiny_f32)(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
+                             pbn_int csa, const float *B, pbn_int rsb, float *C, pbn_int rsc);
+typedef void (*pbn_tiny_f64)(pbn_int m, pbn_int n, pbn_int k, const double *A, pbn_int rsa,
+                             pbn_int csa, const double *B, pbn_int rsb, double *C, pbn_int rsc);
+pbn_tiny_f32 pbn_tiny_kernel_f32(pbn_int n);
+pbn_tiny_f64 pbn_tiny_kernel_f64(pbn_int n);
 
 /* Zero-skipping float32 product for a mostly-zero A (gemm_sparse.c): same arguments and
  * result as pbn_gemm_f32 (up to summation order); returns 0 and does nothing when A is not
@@ -92,10 +95,24 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
                         pbn_int csb, float *C, pbn_int rsc, pbn_int csc, int accumulate,
                         const float *bias, int relu, int n_threads);
 
-/* Small-n float kernel (gemm_avx2.c): for the 3 rows a[0..2] (contiguous in p) and nb <= 4
+/* Small-n float32 product, dot products along k (gemm_dot.c): same arguments and result
+ * as pbn_gemm_f32; returns 0 and does nothing when the shape / CPU does not qualify or
+ * scratch cannot be had. */
+int pbn_dot_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
+                     pbn_int csa, const pbn_int *a_rows, const float *B, pbn_int rsb,
+                     pbn_int csb, float *C, pbn_int rsc, pbn_int csc, int accumulate,
+                     const float *bias, int relu, int n_threads);
+
+/* Its kernels. AVX2 (gemm_avx2.c): for the 3 rows a[0..2] (contiguous in p) and nb <= 4
  * rows of bt (B transposed, row j at bt + j * ldb, contiguous in p), out[r * 4 + j] :=
- * sum_p a[r][p] * bt[j * ldb + p], vectorised along k. Only call it when pbn_gemm_use_simd(). */
+ * sum_p a[r][p] * bt[j * ldb + p]: lane l of an 8-lane FMA chain sums the p = l (mod 8),
+ * the lanes are then added in a fixed tree. AVX-512 (gemm_avx512.c): the same sums, bit for
+ * bit, for PBN_DOT_ROWS rows a[r] and all n <= 16 columns, from B^T packed in column pairs
+ * by pbn_dot_pack_pairs (gemm_dot.c): out[r * 16 + j]. */
+#define PBN_DOT_ROWS 4
 void pbn_dot3x4_avx2_f32(pbn_int k, const float *const *a, const float *bt, pbn_int ldb,
                          int nb, float *out);
+void pbn_dot_rows_avx512_f32(pbn_int k, const float *const *a, const float *bp, int n,
+                             float *out);
 
 #endif

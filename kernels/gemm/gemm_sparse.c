@@ -9,8 +9,10 @@
  * leaves the sum unchanged as long as B[p, j] is finite (0 * inf would be NaN), so B is
  * checked first and any non-finite B falls back to the dense path: results equal the dense
  * product up to rounding order (no KC slicing here: one FMA chain per element, in
- * increasing p). Used when A's density is at most PBN_SPARSE_MAX_DENSITY, with AVX2 + FMA
- * only (the portable build always runs dense). The work is split into fixed (column
+ * increasing p, on every ISA: the avx512 and avx2 tiles give the same bits). Used when A's
+ * density is at most PBN_SPARSE_MAX_DENSITY, with AVX2 + FMA or AVX-512 (the tile kernels
+ * of each: gemm_sparse_tpl.h; contiguous rows of A are compressed with vcompressps on
+ * AVX-512); the portable path always runs dense. The work is split into fixed (column
  * block, row block) tasks and every C element is computed by one task, in the same
  * order whatever the thread count. */
 #include <stdint.h>
@@ -25,6 +27,7 @@
 #define PBN_SPARSE_COLS 64            /* columns per task: 8 vector accumulators */
 #define PBN_SPARSE_ROWS 32            /* rows per task */
 #define PBN_SPARSE_MAX_ELEMS (1 << 23) /* m k: the compressed copy takes 8 bytes each */
+#define PBN_SPARSE_PAD 16             /* slots past the last row's k (whole-vector stores) */
 #define PBN_SPARSE_PARALLEL_MIN 1e6   /* m n k below which one thread does everything */
 double pbn_sparse_parallel_min(void) { return PBN_SPARSE_PARALLEL_MIN; }
 
@@ -35,6 +38,7 @@ unsigned long pbn_gemm_sparse_products(void) { return pbn_sparse_products; }
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #define PBN_AVX2 __attribute__((target("avx2,fma")))
+#define PBN_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 
 /* Copy columns j_lo..j_hi (at most PBN_SPARSE_COLS) of B's k rows into dst (k x
  * PBN_SPARSE_COLS, zero-padded), so a task reads its block contiguously (rows of B are
@@ -59,76 +63,9 @@ PBN_AVX2 static int sparse_pack_b(pbn_int k, const float *B, pbn_int rsb, pbn_in
     return special != 0;
 }
 
-/* C[i, j0 + jb : j0 + jb + 8 NV] for rows i_lo..i_hi, from the compressed rows (row i has
- * count[i] nonzeros, at col / val [i * k ...]) and the packed B block Bb of columns
- * j0.. (row p at Bb + p * PBN_SPARSE_COLS) */
-PBN_AVX2 __attribute__((always_inline)) static inline void
-sparse_tile(const int NV, const int32_t *count, const int32_t *col, const float *val,
-            pbn_int k, pbn_int i_lo, pbn_int i_hi, const float *Bb, pbn_int j0, pbn_int jb,
-            float *C, pbn_int rsc, int accumulate, const float *bias, int relu)
-{
-    const __m256 zero = _mm256_setzero_ps();
-    const float *B = Bb + jb;
-    for (pbn_int i = i_lo; i < i_hi; i++) {
-        __m256 acc[8];
-        for (int v = 0; v < NV; v++) acc[v] = zero;
-        const int32_t *ci = col + i * k;
-        const float *vi = val + i * k;
-        const int32_t nq = count[i];
-        for (int32_t q = 0; q < nq; q++) {
-            const __m256 a = _mm256_set1_ps(vi[q]);
-            const float *b = B + (pbn_int)ci[q] * PBN_SPARSE_COLS;
-            for (int v = 0; v < NV; v++) acc[v] = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8 * v), acc[v]);
-        }
-        float *c = C + i * rsc + j0 + jb;
-        for (int v = 0; v < NV; v++) {
-            __m256 x = acc[v];
-            if (accumulate) x = _mm256_add_ps(_mm256_loadu_ps(c + 8 * v), x);
-            if (bias) x = _mm256_add_ps(x, _mm256_loadu_ps(bias + j0 + jb + 8 * v));
-            if (relu) x = _mm256_max_ps(zero, x);   /* NaN stays NaN, as in the dense kernel */
-            _mm256_storeu_ps(c + 8 * v, x);
-        }
-    }
-}
-
-/* the same for the last w < 8 columns of a block, one at a time */
-PBN_AVX2 static void sparse_tail(const int32_t *count, const int32_t *col, const float *val,
-                                 pbn_int k, pbn_int i_lo, pbn_int i_hi, const float *Bb,
-                                 pbn_int j0, pbn_int jb, pbn_int w, float *C, pbn_int rsc,
-                                 int accumulate, const float *bias, int relu)
-{
-    for (pbn_int i = i_lo; i < i_hi; i++)
-        for (pbn_int j = jb; j < jb + w; j++) {
-            float s = 0.0f;
-            for (int32_t q = 0; q < count[i]; q++)
-                s = __builtin_fmaf(val[i * k + q], Bb[(pbn_int)col[i * k + q] * PBN_SPARSE_COLS + j], s);
-            float *c = C + i * rsc + j0 + j;
-            if (accumulate) s = *c + s;
-            if (bias) s = s + bias[j0 + j];
-            if (relu) s = s < 0 ? 0.0f : s;
-            *c = s;
-        }
-}
-
-/* rows i_lo..i_hi x the w columns of the block starting at column j0 */
-PBN_AVX2 static void sparse_task(const int32_t *count, const int32_t *col, const float *val,
-                                 pbn_int k, pbn_int i_lo, pbn_int i_hi, const float *Bb,
-                                 pbn_int j0, pbn_int w, float *C, pbn_int rsc,
-                                 int accumulate, const float *bias, int relu)
-{
-    if (w == PBN_SPARSE_COLS) {
-        sparse_tile(8, count, col, val, k, i_lo, i_hi, Bb, j0, 0, C, rsc, accumulate, bias, relu);
-        return;
-    }
-    pbn_int jb = 0;
-    for (; jb + 8 <= w; jb += 8)
-        sparse_tile(1, count, col, val, k, i_lo, i_hi, Bb, j0, jb, C, rsc, accumulate, bias, relu);
-    if (jb < w)
-        sparse_tail(count, col, val, k, i_lo, i_hi, Bb, j0, jb, w - jb, C, rsc, accumulate,
-                    bias, relu);
-}
-
-/* Row i of A compressed: its nonzeros at col / val [i * k, i * k + count[i]), in p order. */
+/* Row i of A compressed: its nonzeros at col / val [i * k, i * k + count[i]), in p order.
+ * col and val have PBN_SPARSE_PAD writable slots past k (the vector path stores whole
+ * vectors). */
 PBN_AVX2 static int32_t sparse_compress_row(const float *a, pbn_int csa, pbn_int k, int32_t *col,
                                    float *val)
 {
@@ -141,6 +78,92 @@ PBN_AVX2 static int32_t sparse_compress_row(const float *a, pbn_int csa, pbn_int
     }
     return nnz;
 }
+
+/* The same for a contiguous row, 16 elements a step: the nonzeros and their indices are
+ * packed to the front of a register (vcompressps / vpcompressd, register form) and stored
+ * whole; the next store starts where the nonzeros end. */
+PBN_AVX512 static int32_t sparse_compress_row_avx512(const float *a, pbn_int k, int32_t *col,
+                                                     float *val)
+{
+    int32_t nnz = 0;
+    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i step = _mm512_set1_epi32(16);
+    pbn_int p = 0;
+    for (; p + 16 <= k; p += 16) {
+        const __m512 x = _mm512_loadu_ps(a + p);
+        const __mmask16 nz = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        _mm512_storeu_ps(val + nnz, _mm512_maskz_compress_ps(nz, x));
+        _mm512_storeu_si512(col + nnz, _mm512_maskz_compress_epi32(nz, idx));
+        nnz += __builtin_popcount((unsigned)nz);
+        idx = _mm512_add_epi32(idx, step);
+    }
+    if (p < k) {
+        const __mmask16 in = (__mmask16)((1u << (k - p)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(in, a + p);
+        const __mmask16 nz = _mm512_mask_cmp_ps_mask(in, x, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        _mm512_storeu_ps(val + nnz, _mm512_maskz_compress_ps(nz, x));
+        _mm512_storeu_si512(col + nnz, _mm512_maskz_compress_epi32(nz, idx));
+        nnz += __builtin_popcount((unsigned)nz);
+    }
+    return nnz;
+}
+
+/* ---- the tile kernels per ISA (gemm_sparse_tpl.h) ---- */
+#define ISA avx2
+#define SP_TARGET PBN_AVX2
+#define VT __m256
+#define W 8
+#define VZERO() _mm256_setzero_ps()
+#define VLOADU(p) _mm256_loadu_ps(p)
+#define VSTOREU(p, v) _mm256_storeu_ps(p, v)
+#define VBCAST(x) _mm256_set1_ps(x)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VMAX(a, b) _mm256_max_ps(a, b)
+#include "gemm_sparse_tpl.h"
+#undef ISA
+#undef SP_TARGET
+#undef VT
+#undef W
+#undef VZERO
+#undef VLOADU
+#undef VSTOREU
+#undef VBCAST
+#undef VFMA
+#undef VADD
+#undef VMAX
+
+#define ISA avx512
+#define SP_TARGET PBN_AVX512
+#define VT __m512
+#define W 16
+#define VZERO() _mm512_setzero_ps()
+#define VLOADU(p) _mm512_loadu_ps(p)
+#define VSTOREU(p, v) _mm512_storeu_ps(p, v)
+#define VBCAST(x) _mm512_set1_ps(x)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define VMAX(a, b) _mm512_max_ps(a, b)
+#define VMASK_T __mmask16
+#define VMASK(n) ((__mmask16)((1u << (n)) - 1))
+#define VMASKLOAD(p, m) _mm512_maskz_loadu_ps(m, p)
+#define VMASKSTORE(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#include "gemm_sparse_tpl.h"
+#undef ISA
+#undef SP_TARGET
+#undef VT
+#undef W
+#undef VZERO
+#undef VLOADU
+#undef VSTOREU
+#undef VBCAST
+#undef VFMA
+#undef VADD
+#undef VMAX
+#undef VMASK_T
+#undef VMASK
+#undef VMASKLOAD
+#undef VMASKSTORE
 
 int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
                         pbn_int csa, const pbn_int *a_rows, const float *B, pbn_int rsb,
@@ -159,7 +182,8 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
         }
         if ((double)probe > 2.0 * PBN_SPARSE_MAX_DENSITY * (double)rows * (double)k) return 0;
     }
-    const size_t slots = (size_t)m * (size_t)k;
+    const int avx512 = pbn_isa() >= PBN_ISA_AVX512;
+    const size_t slots = (size_t)m * (size_t)k + PBN_SPARSE_PAD;
     const pbn_int col_blocks = (n + PBN_SPARSE_COLS - 1) / PBN_SPARSE_COLS;
     const size_t bp_elems = (size_t)col_blocks * (size_t)k * PBN_SPARSE_COLS;
     char *mem = (char *)pbn_scratch(bp_elems * sizeof(float)
@@ -187,8 +211,10 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
         /* 1. compress A's rows, pack and check B (both split across the team) */
         _Pragma("omp for schedule(static) reduction(+:nnz) nowait")
         for (pbn_int i = 0; i < m; i++) {
-            count[i] = sparse_compress_row(A + (a_rows ? a_rows[i] : i) * rsa, csa, k,
-                                           col + (size_t)i * k, val + (size_t)i * k);
+            const float *a = A + (a_rows ? a_rows[i] : i) * rsa;
+            count[i] = avx512 && csa == 1
+                ? sparse_compress_row_avx512(a, k, col + (size_t)i * k, val + (size_t)i * k)
+                : sparse_compress_row(a, csa, k, col + (size_t)i * k, val + (size_t)i * k);
             nnz += count[i];
         }
         _Pragma("omp for schedule(static) reduction(|:special)")
@@ -207,9 +233,13 @@ int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int
                 const pbn_int j_lo = cb * PBN_SPARSE_COLS, i_lo = rb * PBN_SPARSE_ROWS;
                 const pbn_int j_hi = j_lo + PBN_SPARSE_COLS < n ? j_lo + PBN_SPARSE_COLS : n;
                 const pbn_int i_hi = i_lo + PBN_SPARSE_ROWS < m ? i_lo + PBN_SPARSE_ROWS : m;
-                sparse_task(count, col, val, k, i_lo, i_hi,
-                            Bp + (size_t)cb * k * PBN_SPARSE_COLS, j_lo, j_hi - j_lo, C, rsc,
-                            accumulate, bias, relu);
+                const float *Bb = Bp + (size_t)cb * k * PBN_SPARSE_COLS;
+                if (avx512)
+                    sparse_task_avx512(count, col, val, k, i_lo, i_hi, Bb, j_lo, j_hi - j_lo,
+                                       C, rsc, accumulate, bias, relu);
+                else
+                    sparse_task_avx2(count, col, val, k, i_lo, i_hi, Bb, j_lo, j_hi - j_lo,
+                                     C, rsc, accumulate, bias, relu);
             }
         }
         pbn_region_done(&reg);

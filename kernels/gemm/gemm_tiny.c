@@ -3,12 +3,15 @@
  * stride; A is read through its strides. Packing a 16 x 16 operand costs about as much as
  * multiplying it, so these kernels read A and B in place.
  *
- * AVX2 + FMA path: a group of R rows of C is held in R x NV vector accumulators (NV vectors
- * per row, R x NV = 8..12 so that independent FMA chains hide the FMA latency); for each p
- * the NV vectors of B's row p are loaded once and each row's A[i, p] is broadcast against
- * them. The m % R leftover rows form one smaller group. Portable path: the same loops in plain C.
- * Either way each C[i, j] is summed over p = 0..k-1 in order, whatever the grouping, so the
- * result does not depend on the thread count or on where a row falls. */
+ * SIMD paths: row groups of R rows x NV vectors held in registers (gemm_tiny_tpl.h), with
+ * R x NV = 12..24 independent FMA chains: AVX2 (8 float / 4 double lanes, 16 ymm registers)
+ * and AVX-512 (16 / 8 lanes, 32 zmm registers). Portable path: the same loops in plain C.
+ * On every path each C[i, j] is summed over p = 0..k-1 in order with one FMA per term (the
+ * portable loop rounds each product instead), whatever the grouping or vector width, so the
+ * avx512 and avx2 paths agree bitwise and the thread count never matters.
+ *
+ * pbn_tiny_kernel_<dt>(n) picks the kernel of the ISA in use once per batch: a call per
+ * product then costs one indirect call, not a dispatch (a 16 x 16 x 16 product is ~100 ns). */
 #include "gemm_internal.h"
 
 #define DEFINE_TINY_PORTABLE(T, SUF)                                                      \
@@ -30,110 +33,167 @@ DEFINE_TINY_PORTABLE(double, f64)
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
-#define PBN_AVX2 __attribute__((target("avx2,fma")))
 
-/* rows [i, i + R) of C; R and NV are constants after inlining, so the loops unroll and the
- * accumulator array lives in registers */
-#define DEFINE_TINY_ROWS(T, SUF, VT, LANES, VZERO, VLOAD, VSTORE, VBCAST, VFMA)             \
-PBN_AVX2 __attribute__((always_inline)) static inline void                                  \
-tiny_rows_##SUF(const int R, const int NV, pbn_int k, const T *A, pbn_int rsa, pbn_int csa, \
-                const T *B, pbn_int rsb, T *C, pbn_int rsc)                                 \
-{                                                                                           \
-    VT acc[8][4];                                                                           \
-    for (int r = 0; r < R; r++)                                                             \
-        for (int v = 0; v < NV; v++) acc[r][v] = VZERO();                                   \
-    for (pbn_int p = 0; p < k; p++) {                                                       \
-        VT b[4];                                                                            \
-        for (int v = 0; v < NV; v++) b[v] = VLOAD(B + p * rsb + v * LANES);                 \
-        for (int r = 0; r < R; r++) {                                                       \
-            const VT a = VBCAST(A + r * rsa + p * csa);                                     \
-            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(a, b[v], acc[r][v]);              \
-        }                                                                                   \
-    }                                                                                       \
-    for (int r = 0; r < R; r++)                                                             \
-        for (int v = 0; v < NV; v++) VSTORE(C + r * rsc + v * LANES, acc[r][v]);            \
-}
+/* ---- AVX2 + FMA: float 8 lanes, double 4 ---- */
+#define ISA avx2
+#define TINY_TARGET __attribute__((target("avx2,fma")))
 
-DEFINE_TINY_ROWS(float, f32, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps,
-                 _mm256_broadcast_ss, _mm256_fmadd_ps)
-DEFINE_TINY_ROWS(double, f64, __m256d, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd,
-                 _mm256_broadcast_sd, _mm256_fmadd_pd)
+#define T float
+#define SUF f32
+#define VT __m256
+#define W 8
+#define VZERO() _mm256_setzero_ps()
+#define VLOADU(p) _mm256_loadu_ps(p)
+#define VSTOREU(p, v) _mm256_storeu_ps(p, v)
+#define VBCAST(p) _mm256_broadcast_ss(p)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#include "gemm_tiny_tpl.h"
+DEFINE_TINY_V(1, 8)        /* n = 8 */
+DEFINE_TINY_V(2, 6)        /* n = 16: the 6 x 16 tile of the packed kernel */
+DEFINE_TINY_V(4, 3)        /* n = 32 */
+DEFINE_TINY_HALVES(4, 3)   /* n = 64: two 32-column halves, 12 FMAs per 7 loads */
+#undef T
+#undef SUF
+#undef VT
+#undef W
+#undef VZERO
+#undef VLOADU
+#undef VSTOREU
+#undef VBCAST
+#undef VFMA
 
-/* C := A @ B with NV vectors per row, rows in groups of R */
-#define DEFINE_TINY_AVX2(T, SUF, NV, R)                                                     \
-PBN_AVX2 static void tiny_avx2_##SUF##_v##NV(pbn_int m, pbn_int k, const T *A, pbn_int rsa, \
-                                             pbn_int csa, const T *B, pbn_int rsb, T *C,    \
-                                             pbn_int rsc)                                   \
-{                                                                                           \
-    pbn_int i = 0;                                                                          \
-    for (; i + R <= m; i += R)                                                              \
-        tiny_rows_##SUF(R, NV, k, A + i * rsa, rsa, csa, B, rsb, C + i * rsc, rsc);         \
-    A += i * rsa;                                                                           \
-    C += i * rsc;                                                                           \
-    switch (m - i) {                   /* the last m % R rows as one group */               \
-    case 7: tiny_rows_##SUF(7 % R, NV, k, A, rsa, csa, B, rsb, C, rsc); break;              \
-    case 6: tiny_rows_##SUF(6 % R, NV, k, A, rsa, csa, B, rsb, C, rsc); break;              \
-    case 5: tiny_rows_##SUF(5 % R, NV, k, A, rsa, csa, B, rsb, C, rsc); break;              \
-    case 4: tiny_rows_##SUF(4 % R, NV, k, A, rsa, csa, B, rsb, C, rsc); break;              \
-    case 3: tiny_rows_##SUF(3 % R, NV, k, A, rsa, csa, B, rsb, C, rsc); break;              \
-    case 2: tiny_rows_##SUF(2 % R, NV, k, A, rsa, csa, B, rsb, C, rsc); break;              \
-    case 1: tiny_rows_##SUF(1, NV, k, A, rsa, csa, B, rsb, C, rsc); break;                  \
-    default: break;                                                                         \
-    }                                                                                       \
-}
+#define T double
+#define SUF f64
+#define VT __m256d
+#define W 4
+#define VZERO() _mm256_setzero_pd()
+#define VLOADU(p) _mm256_loadu_pd(p)
+#define VSTOREU(p, v) _mm256_storeu_pd(p, v)
+#define VBCAST(p) _mm256_broadcast_sd(p)
+#define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#include "gemm_tiny_tpl.h"
+DEFINE_TINY_V(2, 6)        /* n = 8 */
+DEFINE_TINY_V(4, 3)        /* n = 16 */
+DEFINE_TINY_HALVES(4, 3)   /* n = 32 */
+#undef T
+#undef SUF
+#undef VT
+#undef W
+#undef VZERO
+#undef VLOADU
+#undef VSTOREU
+#undef VBCAST
+#undef VFMA
+#undef ISA
+#undef TINY_TARGET
 
-DEFINE_TINY_AVX2(float, f32, 1, 8)      /* n = 8 (R = 8: case 8 never reached below) */
-DEFINE_TINY_AVX2(float, f32, 2, 6)      /* n = 16: the 6 x 16 tile of the packed kernel */
-DEFINE_TINY_AVX2(float, f32, 4, 3)      /* n = 32 */
-DEFINE_TINY_AVX2(double, f64, 2, 6)     /* n = 8  */
-DEFINE_TINY_AVX2(double, f64, 4, 3)     /* n = 16 */
+/* ---- AVX-512: float 16 lanes, double 8; 16..24 accumulators of the 32 zmm ---- */
+#define ISA avx512
+#define TINY_TARGET __attribute__((target("avx512f,avx512vl,fma")))
 
-static int tiny_avx2_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
-                         pbn_int csa, const float *B, pbn_int rsb, float *C, pbn_int rsc)
+#define T float
+#define SUF f32
+#define VT __m512
+#define W 16
+#define VZERO() _mm512_setzero_ps()
+#define VLOADU(p) _mm512_loadu_ps(p)
+#define VSTOREU(p, v) _mm512_storeu_ps(p, v)
+#define VBCAST(p) _mm512_set1_ps(*(p))
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#include "gemm_tiny_tpl.h"
+DEFINE_TINY_V(1, 16)       /* n = 16: a 16 x 16 product is one group */
+DEFINE_TINY_V(2, 12)       /* n = 32 */
+DEFINE_TINY_V(4, 6)        /* n = 64 */
+#undef T
+#undef SUF
+#undef VT
+#undef W
+#undef VZERO
+#undef VLOADU
+#undef VSTOREU
+#undef VBCAST
+#undef VFMA
+
+#define T double
+#define SUF f64
+#define VT __m512d
+#define W 8
+#define VZERO() _mm512_setzero_pd()
+#define VLOADU(p) _mm512_loadu_pd(p)
+#define VSTOREU(p, v) _mm512_storeu_pd(p, v)
+#define VBCAST(p) _mm512_set1_pd(*(p))
+#define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#include "gemm_tiny_tpl.h"
+DEFINE_TINY_V(1, 16)       /* n = 8 */
+DEFINE_TINY_V(2, 12)       /* n = 16 */
+DEFINE_TINY_V(4, 6)        /* n = 32 */
+#undef T
+#undef SUF
+#undef VT
+#undef W
+#undef VZERO
+#undef VLOADU
+#undef VSTOREU
+#undef VBCAST
+#undef VFMA
+#undef ISA
+#undef TINY_TARGET
+#undef TINY_LEFT
+#undef DEFINE_TINY_V
+#undef DEFINE_TINY_HALVES
+#undef TFN
+
+static pbn_tiny_f32 tiny_simd_f32(int isa, pbn_int n)
 {
+    if (isa == PBN_ISA_AVX512)
+        switch (n) {
+        case 16: return tiny_v1r16_avx512_f32;
+        case 32: return tiny_v2r12_avx512_f32;
+        case 64: return tiny_v4r6_avx512_f32;
+        default: break;            /* n = 8 is half a zmm: the AVX2 kernel */
+        }
     switch (n) {
-    case 8:  tiny_avx2_f32_v1(m, k, A, rsa, csa, B, rsb, C, rsc); return 1;
-    case 16: tiny_avx2_f32_v2(m, k, A, rsa, csa, B, rsb, C, rsc); return 1;
-    case 32: tiny_avx2_f32_v4(m, k, A, rsa, csa, B, rsb, C, rsc); return 1;
-    case 64:                            /* two 32-column halves: 12 FMAs per 7 loads */
-        tiny_avx2_f32_v4(m, k, A, rsa, csa, B, rsb, C, rsc);
-        tiny_avx2_f32_v4(m, k, A, rsa, csa, B + 32, rsb, C + 32, rsc);
-        return 1;
-    default: return 0;
+    case 8:  return tiny_v1r8_avx2_f32;
+    case 16: return tiny_v2r6_avx2_f32;
+    case 32: return tiny_v4r3_avx2_f32;
+    case 64: return tiny_v4r3x2_avx2_f32;
+    default: return NULL;
     }
 }
 
-static int tiny_avx2_f64(pbn_int m, pbn_int n, pbn_int k, const double *A, pbn_int rsa,
-                         pbn_int csa, const double *B, pbn_int rsb, double *C, pbn_int rsc)
+static pbn_tiny_f64 tiny_simd_f64(int isa, pbn_int n)
 {
+    if (isa == PBN_ISA_AVX512)
+        switch (n) {
+        case 8:  return tiny_v1r16_avx512_f64;
+        case 16: return tiny_v2r12_avx512_f64;
+        case 32: return tiny_v4r6_avx512_f64;
+        default: break;
+        }
     switch (n) {
-    case 8:  tiny_avx2_f64_v2(m, k, A, rsa, csa, B, rsb, C, rsc); return 1;
-    case 16: tiny_avx2_f64_v4(m, k, A, rsa, csa, B, rsb, C, rsc); return 1;
-    case 32:
-        tiny_avx2_f64_v4(m, k, A, rsa, csa, B, rsb, C, rsc);
-        tiny_avx2_f64_v4(m, k, A, rsa, csa, B + 16, rsb, C + 16, rsc);
-        return 1;
-    default: return 0;
+    case 8:  return tiny_v2r6_avx2_f64;
+    case 16: return tiny_v4r3_avx2_f64;
+    case 32: return tiny_v4r3x2_avx2_f64;
+    default: return NULL;
     }
 }
 #else
-static int tiny_avx2_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
-                         pbn_int csa, const float *B, pbn_int rsb, float *C, pbn_int rsc)
-{ (void)m; (void)n; (void)k; (void)A; (void)rsa; (void)csa; (void)B; (void)rsb; (void)C; (void)rsc; return 0; }
-static int tiny_avx2_f64(pbn_int m, pbn_int n, pbn_int k, const double *A, pbn_int rsa,
-                         pbn_int csa, const double *B, pbn_int rsb, double *C, pbn_int rsc)
-{ (void)m; (void)n; (void)k; (void)A; (void)rsa; (void)csa; (void)B; (void)rsb; (void)C; (void)rsc; return 0; }
+static pbn_tiny_f32 tiny_simd_f32(int isa, pbn_int n) { (void)isa; (void)n; return NULL; }
+static pbn_tiny_f64 tiny_simd_f64(int isa, pbn_int n) { (void)isa; (void)n; return NULL; }
 #endif
 
-#define DEFINE_TINY_ENTRY(T, SUF, WIDTH_OK)                                               \
-int pbn_tiny_gemm_##SUF(pbn_int m, pbn_int n, pbn_int k, const T *A, pbn_int rsa,         \
-                        pbn_int csa, const T *B, pbn_int rsb, T *C, pbn_int rsc)          \
-{                                                                                         \
-    if (!WIDTH_OK(n)) return 0;                                                           \
-    if (pbn_gemm_use_simd() && tiny_avx2_##SUF(m, n, k, A, rsa, csa, B, rsb, C, rsc))     \
-        return 1;                                                                         \
-    tiny_portable_##SUF(m, n, k, A, rsa, csa, B, rsb, C, rsc);                            \
-    return 1;                                                                             \
+pbn_tiny_f32 pbn_tiny_kernel_f32(pbn_int n)
+{
+    if (!PBN_TINY_WIDTH_F32(n)) return NULL;
+    const int isa = pbn_isa();
+    pbn_tiny_f32 f = isa >= PBN_ISA_AVX2 ? tiny_simd_f32(isa, n) : NULL;
+    return f ? f : tiny_portable_f32;
 }
-DEFINE_TINY_ENTRY(float, f32, PBN_TINY_WIDTH_F32)
-DEFINE_TINY_ENTRY(double, f64, PBN_TINY_WIDTH_F64)
+
+pbn_tiny_f64 pbn_tiny_kernel_f64(pbn_int n)
+{
+    if (!PBN_TINY_WIDTH_F64(n)) return NULL;
+    const int isa = pbn_isa();
+    pbn_tiny_f64 f = isa >= PBN_ISA_AVX2 ? tiny_simd_f64(isa, n) : NULL;
+    return f ? f : tiny_portable_f64;
+}
