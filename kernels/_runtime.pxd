@@ -29,17 +29,19 @@ cdef extern from "pbn_runtime.h" nogil:
         PBN_PATH_OPTIM_UPDATE
         PBN_N_PATHS
     enum: PBN_LATE_US
+    enum: PBN_SLACK_DIV
     enum: PBN_SOLO_US
     enum: PBN_SOLO_MAX_SHIFT
     ctypedef struct pbn_region:
         long long t0_us
         unsigned long long id
         long long master_done_us
-        int late
+        long long late_us
     int pbn_region_begin(pbn_region *r, int nt)
     void pbn_region_check(pbn_region *r)
     void pbn_region_done(pbn_region *r)
     void pbn_region_end(pbn_region *r, int nt)
+    int pbn_region_contended(long long late_us, long long wait_us, long long work_us)
     void pbn_set_backoff(int on)
     int pbn_backoff_enabled()
     unsigned long long pbn_contended_regions()

@@ -22,9 +22,11 @@
  * barrier then waits up to a scheduler time slice (milliseconds) for it: 2-thread training
  * ran 2-10x slower than on 1 thread. Each parallel region therefore notes its start time;
  * every team member other than the caller notes, in its first work item, how late it
- * started, and the caller notes when it finished its own last item. A member more than
- * PBN_LATE_US late, or an end-of-region wait of more than PBN_LATE_US, marks the region
- * contended; the kernels of this module then run on one thread for PBN_SOLO_US << k
+ * started, and the caller notes when it finished its own last item. A member that started
+ * late, or an end-of-region wait, by more than PBN_LATE_US plus 1/PBN_SLACK_DIV of the
+ * caller's own work time marks the region contended (pbn_region_contended; the slack keeps
+ * the ordinary imbalance of a long region, a few hundred microseconds in a 100 ms product,
+ * from counting); the kernels of this module then run on one thread for PBN_SOLO_US << k
  * microseconds (k = contended regions in a row, at most PBN_SOLO_MAX_SHIFT) and then try
  * the team again; an uncontended region resets k. Results never change: every kernel
  * splits its work into output blocks whose values do not depend on the thread count, so 1
@@ -47,11 +49,15 @@
  * uses 32,768 as well). */
 #define PBN_PARALLEL_MIN_ELEMENTS 32768
 
-/* Contention back-off: a team member that starts more than PBN_LATE_US after its region
- * (or a caller that waits that long at its end) marks the region contended (waking a spinning pool thread takes ~1-5 us, a sleeping one
- * ~50-100 us on the 2-core VM; a descheduled one a time slice, 1-10 ms); kernels then run
- * on one thread for PBN_SOLO_US << k us, k <= PBN_SOLO_MAX_SHIFT (20 ms .. 1.3 s). */
+/* Contention back-off: a team member that starts more than PBN_LATE_US (+ the work time /
+ * PBN_SLACK_DIV) after its region, or a caller that waits that long at its end, marks the
+ * region contended (waking a spinning pool thread takes ~1-5 us, a sleeping one ~50-100 us
+ * on the 2-core VM; a descheduled one a time slice, 1-10 ms); kernels then run on one
+ * thread for PBN_SOLO_US << k us, k <= PBN_SOLO_MAX_SHIFT (20 ms .. 1.3 s). Without the
+ * slack, a 2048^3 product on 2 threads (an end wait of ~1% of 50 ms) backed off after its
+ * first call and then ran on one thread. */
 #define PBN_LATE_US 150
+#define PBN_SLACK_DIV 8
 #define PBN_SOLO_US 20000
 #define PBN_SOLO_MAX_SHIFT 6
 
@@ -60,7 +66,7 @@ typedef struct {
     long long t0_us;          /* start time (omp_get_wtime, us) */
     unsigned long long id;    /* unique per region of this module */
     long long master_done_us; /* when the calling thread finished its last work item */
-    int late;                 /* a team member started more than PBN_LATE_US late */
+    long long late_us;        /* how late the latest team member started */
 } pbn_region;
 
 typedef enum {
@@ -111,10 +117,12 @@ int pbn_region_begin(pbn_region *r, int nt);
 void pbn_region_check(pbn_region *r);
 /* Inside the region, at the end of every work item: the caller notes the time. */
 void pbn_region_done(pbn_region *r);
-/* After the region: back off if it was contended (a member started late, or the caller
- * waited more than PBN_LATE_US at the end for the others), else forget earlier
- * contention. */
+/* After the region: back off if it was contended (pbn_region_contended), else forget
+ * earlier contention. */
 void pbn_region_end(pbn_region *r, int nt);
+/* The rule pbn_region_end applies: 1 when a member started late_us late or the caller
+ * waited wait_us at the end, after work_us of its own work, beyond the slack above. */
+int pbn_region_contended(long long late_us, long long wait_us, long long work_us);
 void pbn_set_backoff(int on);
 int pbn_backoff_enabled(void);
 /* Contended regions seen, and 1 while the module runs kernels on one thread because of one. */

@@ -77,7 +77,7 @@ static long long pbn_rt_now_us(void) { return (long long)(omp_get_wtime() * 1e6)
 
 int pbn_region_begin(pbn_region *r, int nt)
 {
-    r->late = 0;
+    r->late_us = 0;
     r->id = 0;
     r->master_done_us = 0;
     if (nt <= 1 || !__atomic_load_n(&pbn_rt_backoff_on, __ATOMIC_RELAXED)) return nt;
@@ -93,7 +93,11 @@ void pbn_region_check(pbn_region *r)
     if (r->id == 0 || pbn_rt_seen == r->id) return;   /* not measured, or checked already */
     pbn_rt_seen = r->id;
     if (omp_get_thread_num() == 0) return;             /* the caller is never late */
-    if (pbn_rt_now_us() - r->t0_us > PBN_LATE_US) __atomic_store_n(&r->late, 1, __ATOMIC_RELAXED);
+    const long long late = pbn_rt_now_us() - r->t0_us;
+    long long seen = __atomic_load_n(&r->late_us, __ATOMIC_RELAXED);
+    while (late > seen && !__atomic_compare_exchange_n(&r->late_us, &seen, late, 1,
+                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
 }
 
 void pbn_region_done(pbn_region *r)
@@ -107,8 +111,9 @@ void pbn_region_end(pbn_region *r, int nt)
      * not contention */
     if (nt <= 1 || r->id <= 1) return;
     const long long now = pbn_rt_now_us();
-    if (__atomic_load_n(&r->late, __ATOMIC_RELAXED)
-            || (r->master_done_us && now - r->master_done_us > PBN_LATE_US)) {
+    const long long done = r->master_done_us ? r->master_done_us : now;
+    if (pbn_region_contended(__atomic_load_n(&r->late_us, __ATOMIC_RELAXED), now - done,
+                             done - r->t0_us)) {
         int k = __atomic_load_n(&pbn_rt_shift, __ATOMIC_RELAXED);
         __atomic_store_n(&pbn_rt_solo_until_us, now + ((long long)PBN_SOLO_US << k),
                          __ATOMIC_RELAXED);
@@ -118,6 +123,12 @@ void pbn_region_end(pbn_region *r, int nt)
         const int k = __atomic_load_n(&pbn_rt_shift, __ATOMIC_RELAXED);
         if (k) __atomic_store_n(&pbn_rt_shift, k - 1, __ATOMIC_RELAXED);
     }
+}
+
+int pbn_region_contended(long long late_us, long long wait_us, long long work_us)
+{
+    const long long limit = PBN_LATE_US + (work_us > 0 ? work_us / PBN_SLACK_DIV : 0);
+    return late_us > limit || wait_us > limit;
 }
 
 void pbn_set_backoff(int on)

@@ -5,7 +5,7 @@ Going through the runtime (not a Python-side counter) is what makes ``OMP_NUM_TH
 ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` limit pyblasnn too.
 """
 from _openmp cimport PBN_HAVE_OPENMP, omp_get_max_threads, omp_get_num_procs, omp_set_num_threads
-from _runtime cimport PBN_LATE_US, PBN_SOLO_MAX_SHIFT, PBN_SOLO_US
+from _runtime cimport PBN_LATE_US, PBN_SLACK_DIV, PBN_SOLO_MAX_SHIFT, PBN_SOLO_US, pbn_region_contended
 from _runtime cimport (PBN_MAX_THREADS, PBN_N_PATHS, PBN_PARALLEL_MIN_ELEMENTS,
                        counters_of_module, pbn_default_team, pbn_forked_child, pbn_path_name,
                        pbn_reset_counters, pbn_runtime_init)
@@ -16,11 +16,20 @@ pbn_runtime_init()
 MAX_THREADS = PBN_MAX_THREADS
 #: Element count below which element-wise, loss and optimizer kernels run on one thread.
 PARALLEL_MIN_ELEMENTS = PBN_PARALLEL_MIN_ELEMENTS
-#: Contention back-off (pbn_runtime.h): a team member this late (us) marks a region
-#: contended; kernels then run on one thread for SOLO_US << k us, k <= SOLO_MAX_SHIFT.
+#: Contention back-off (pbn_runtime.h): a team member this late (us), plus 1/SLACK_DIV of
+#: the region's work time, marks a region contended; kernels then run on one thread for
+#: SOLO_US << k us, k <= SOLO_MAX_SHIFT.
 LATE_US = PBN_LATE_US
+SLACK_DIV = PBN_SLACK_DIV
 SOLO_US = PBN_SOLO_US
 SOLO_MAX_SHIFT = PBN_SOLO_MAX_SHIFT
+
+
+def region_contended(long long late_us, long long wait_us, long long work_us):
+    """The back-off's rule (pbn_region_contended): does a region whose latest member started
+    late_us late, whose caller waited wait_us at its end after work_us of its own work,
+    count as contended?"""
+    return bool(pbn_region_contended(late_us, wait_us, work_us))
 
 
 def openmp_enabled():

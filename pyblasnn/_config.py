@@ -81,7 +81,8 @@ def set_thread_backoff(on):
     """Turn the contention back-off of every kernel module on (the default) or off.
 
     On: a parallel region whose team members started late or kept the caller waiting at its
-    end (another process, or another library's thread pool, holds the cores) makes that
+    end, by more than the region's ordinary imbalance (another process, or another library's
+    thread pool, holds the cores) makes that
     module's kernels run on one thread for a while (20 ms, doubling while it lasts, up to
     1.3 s), then try the team again. Results are bitwise the same either way. Off: every
     kernel uses the threads it is given. PYBLASNN_THREAD_BACKOFF=0 turns it off at import.
@@ -113,6 +114,7 @@ def kernel_constants():
         "parallel_min_elements": _threads.PARALLEL_MIN_ELEMENTS,
         "max_threads": MAX_THREADS,
         "late_us": _threads.LATE_US,
+        "slack_div": _threads.SLACK_DIV,
         "solo_us": _threads.SOLO_US,
         "solo_max_shift": _threads.SOLO_MAX_SHIFT,
     }

@@ -531,6 +531,24 @@ def test_thread_backoff_switch_and_state():
     assert c["late_us"] > 0 and c["solo_us"] > 0 and c["solo_max_shift"] >= 0
 
 
+def test_backoff_rule_scales_with_the_work_time():
+    """A late start or an end wait above PBN_LATE_US counts as contention for a short region;
+    a long region allows its ordinary imbalance (1/SLACK_DIV of its work time) on top, so a
+    100 ms product that waits 500 us for its partner keeps its threads."""
+    from pyblasnn._kernels import threads
+    c = pyblasnn._config.kernel_constants()
+    late, div = c["late_us"], c["slack_div"]
+    rule = threads.region_contended
+    assert not rule(late, 0, 0) and not rule(0, late, 0)
+    assert rule(late + 1, 0, 0) and rule(0, late + 1, 0)
+    assert rule(late + 1, 0, div - 1) and not rule(late + 1, 0, div)
+    assert not rule(500, 500, 100_000)
+    limit = late + 100_000 // div
+    assert not rule(limit, limit, 100_000)
+    assert rule(limit + 1, 0, 100_000) and rule(0, limit + 1, 100_000)
+    assert rule(0, 20_000, 100_000)          # a partner descheduled for most of a time slice
+
+
 def test_backoff_engages_under_load_and_keeps_results_bitwise(thread_backoff, rng):
     """With more busy processes than cores, 2-thread regions start late or wait at their end:
     the back-off must notice (it then runs kernels on one thread), and every result stays
