@@ -45,6 +45,7 @@ cdef extern from "gemm/gemm.h" nogil:
     double pbn_sparse_parallel_min()
     size_t pbn_gemm_scratch_buffers()
     int pbn_gemm_block_sizes_isa(int isa, int f64, pbn_int out[5])
+    double pbn_peak_gflops(int isa, int f64, int n_threads, double seconds)
 
 cdef extern from "gemm/gemm_runtime.h" nogil:
     int PBN_ISA_COUNT
@@ -230,6 +231,27 @@ def default_isa():
 def best_isa():
     """The best instruction set this CPU (and its OS) supports."""
     return pbn_isa_name(pbn_isa_best()).decode()
+
+
+def peak_gflops(isa=None, dtype="float32", n_threads=1, seconds=0.2):
+    """Measured peak GFLOP/s of n_threads threads running independent FMA chains on the
+    widest vectors of `isa` (default: the one in use) for about `seconds`: the yardstick the
+    benchmark divides a GEMM's rate by. ValueError for an ISA this CPU lacks."""
+    cdef int code = pbn_isa() if isa is None else _isa_code(isa, "peak_gflops")
+    if not pbn_isa_supported(code):
+        raise ValueError(f"peak_gflops: this CPU (or its OS) does not support {isa!r}; it has: "
+                         f"{pbn_isa_cpu_list().decode()}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"peak_gflops: dtype must be 'float32' or 'float64', got {dtype!r}")
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+        raise ValueError(f"peak_gflops: n_threads must be a positive int, got {n_threads!r}")
+    if not seconds > 0:
+        raise ValueError(f"peak_gflops: seconds must be positive, got {seconds!r}")
+    cdef int f64 = dtype == "float64", nt = n_threads
+    cdef double secs = seconds, rate
+    with nogil:
+        rate = pbn_peak_gflops(code, f64, nt, secs)
+    return rate
 
 
 def supported_isas():

@@ -409,3 +409,24 @@ def test_show_config_prints_isa_and_paths(capsys):
     assert info["gemm_isa"] == _la.isa() and info["gemm_isas"] == _la.supported_isas()
     if _la.isa() == "avx512":
         assert "still on their AVX2 kernels" in info["gemm_paths"]
+
+
+# ------------------------------------------------------------------ the measured peak
+def test_peak_gflops_measures_each_supported_isa():
+    """The benchmark's yardstick: a positive rate for every ISA this CPU has, the widest
+    vectors at least as fast as plain C (loose: the machine may be busy), and clear errors."""
+    rates = {isa: _la.peak_gflops(isa, "float32", 1, 0.02) for isa in _la.supported_isas()}
+    assert all(r > 0 for r in rates.values()), rates
+    assert _la.peak_gflops(None, "float64", 2, 0.02) > 0
+    with pytest.raises(ValueError, match="peak_gflops: isa must be one of"):
+        _la.peak_gflops("sse")
+    with pytest.raises(ValueError, match="peak_gflops: dtype must be 'float32' or 'float64'"):
+        _la.peak_gflops(None, "float16")
+    with pytest.raises(ValueError, match="peak_gflops: n_threads must be a positive int"):
+        _la.peak_gflops(None, "float32", 0)
+    with pytest.raises(ValueError, match="peak_gflops: seconds must be positive"):
+        _la.peak_gflops(None, "float32", 1, 0)
+    if "avx2" in rates:
+        _la._simulate_cpu("portable")
+        with pytest.raises(ValueError, match="peak_gflops: this CPU .* does not support 'avx2'"):
+            _la.peak_gflops("avx2")

@@ -75,6 +75,12 @@ double pbn_sparse_parallel_min(void);   /* m n k, zero-skipping path */
  * when their thread exits). */
 size_t pbn_gemm_scratch_buffers(void);
 
+/* Measured peak rate in GFLOP/s of n_threads threads running FMA chains on the given ISA's
+ * widest vectors for about `seconds` (peak.c); -1 for an ISA the CPU lacks or bad arguments.
+ * At most PBN_MAX_PEAK_THREADS threads. */
+#define PBN_MAX_PEAK_THREADS 1024
+double pbn_peak_gflops(int isa, int f64, int n_threads, double seconds);
+
 /* 1 to force the portable path (tests compare it with the SIMD path), 0 for the ISA chosen
  * at first use; the general switch is pbn_isa_set (gemm_runtime.h). */
 void pbn_gemm_force_portable(int force);
