@@ -8,100 +8,127 @@
  *             in 64 bytes of interleaved partial sums combined pairwise, four rows at a
  *             time (the vector read once for the four) with the same order as one row;
  *   - "axpy": M's columns are contiguous (unit i stride): y += M[:, p] v(p) for p in order,
- *             vectorised across i, on a block of rows at a time.
+ *             vectorised across i, on a block of AXPY_BLOCK rows at a time (long
+ *             contiguous runs of each column: short ones, a page apart, ran 3x slower).
  * Threads take fixed blocks of rows; a single long dot product (rows == 1) is cut into
  * fixed chunks of k whose partial sums are added in chunk order. Every y_i is therefore
  * summed in an order set by the shapes alone: 1 and N threads agree bitwise.
+ * The inner loops (gemv_tpl.h) are compiled for AVX-512, AVX2 and the baseline and picked by
+ * the ISA in use (gemm_runtime.h); none contracts into FMA, so all three agree bitwise.
  */
 #include <stdlib.h>
 #include "gemv.h"
+#include "gemm_internal.h"
 #include "../openmp_shim.h"
 #include "../pbn_runtime.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define PBN_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define PBN_CLONES
-#endif
-
-#define ROW_BLOCK 64          /* rows per thread task (axpy keeps this block's sums local) */
+#define ROW_BLOCK 64          /* rows per task of the dot order */
+#define AXPY_BLOCK 1024       /* rows per task of the axpy order (its sums stay in L1) */
 #define DOT_CHUNK 16384       /* k per partial sum of a single long dot product */
 #define PARALLEL_MIN 65536    /* rows * k below which one thread does everything */
 double pbn_gemv_parallel_min(void) { return PARALLEL_MIN; }
 
-/* Lanes of partial sums per dot product: 64 bytes, two AVX2 vectors (16 float, 8 double). */
+/* Lanes of partial sums per dot product: 64 bytes (16 float, 8 double). */
 #define DOT_LANES(T) ((int)(64 / sizeof(T)))
 
+#define DEFINE_GEMV_KERNELS(T, SUF)                                                        \
+typedef struct {                                                                          \
+    T (*dot)(const T *x, const T *y, pbn_int incy, pbn_int k);                            \
+    void (*dot4)(const T *const *x, const T *y, pbn_int k, T *out);                       \
+    void (*axpy_block)(const T *M, pbn_int cs, const T *v, pbn_int incv, pbn_int k, T *y, \
+                       pbn_int rows);                                                     \
+} gemv_kernels_##SUF;
+DEFINE_GEMV_KERNELS(float, f32)
+DEFINE_GEMV_KERNELS(double, f64)
+
+/* ---- the inner loops per ISA ---- */
+#define ISA portable
+#define T float
+#define SUF f32
+#include "gemv_tpl.h"
+#undef T
+#undef SUF
+#define T double
+#define SUF f64
+#include "gemv_tpl.h"
+#undef T
+#undef SUF
+#undef ISA
+
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#define PBN_GEMV_X86 1
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define ISA avx2
+#define T float
+#define SUF f32
+#include "gemv_tpl.h"
+#undef T
+#undef SUF
+#define T double
+#define SUF f64
+#include "gemv_tpl.h"
+#undef T
+#undef SUF
+#undef ISA
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")
+#define ISA avx512
+#define T float
+#define SUF f32
+#include "gemv_tpl.h"
+#undef T
+#undef SUF
+#define T double
+#define SUF f64
+#include "gemv_tpl.h"
+#undef T
+#undef SUF
+#undef ISA
+#pragma GCC pop_options
+#else
+#define PBN_GEMV_X86 0
+#endif
+
+#define DEFINE_GEMV_PICK(SUF)                                                             \
+static const gemv_kernels_##SUF *gemv_pick_##SUF(void)                                    \
+{                                                                                         \
+    switch (PBN_GEMV_X86 ? pbn_isa() : PBN_ISA_PORTABLE) {                                \
+    PBN_GEMV_CASES(SUF)                                                                   \
+    default: return &gemv_kernels_portable_##SUF;                                         \
+    }                                                                                     \
+}
+#if PBN_GEMV_X86
+#define PBN_GEMV_CASES(SUF)                                                               \
+    case PBN_ISA_AVX512: return &gemv_kernels_avx512_##SUF;                               \
+    case PBN_ISA_AVX2: return &gemv_kernels_avx2_##SUF;
+#else
+#define PBN_GEMV_CASES(SUF)
+#endif
+DEFINE_GEMV_PICK(f32)
+DEFINE_GEMV_PICK(f64)
+
 #define DEFINE_GEMV(T, SUF)                                                               \
-/* The lanes of a dot product summed in a fixed pairwise tree, then the k tail in order. */ \
-static inline T dot_finish_##SUF(T *acc, const T *x, const T *y, pbn_int incy, pbn_int p, \
-                                 pbn_int k)                                               \
-{                                                                                         \
-    for (int w = DOT_LANES(T) / 2; w >= 1; w /= 2)                                        \
-        for (int l = 0; l < w; l++) acc[l] += acc[l + w];                                 \
-    T s = acc[0];                                                                         \
-    for (; p < k; p++) s += x[p] * y[p * incy];                                           \
-    return s;                                                                             \
-}                                                                                         \
-/* sum_p x[p] * y[p * incy] for p < k: lane l sums the p = l (mod DOT_LANES), then      \
- * dot_finish; dot4 computes four rows at once in exactly the same order */              \
-PBN_CLONES static T dot_##SUF(const T *x, const T *y, pbn_int incy, pbn_int k)            \
-{                                                                                         \
-    enum { L = DOT_LANES(T) };                                                            \
-    T acc[L] = {0};                                                                       \
-    pbn_int p = 0;                                                                        \
-    if (incy == 1)                                                                        \
-        for (; p + L <= k; p += L)                                                        \
-            for (int l = 0; l < L; l++) acc[l] += x[p + l] * y[p + l];                    \
-    return dot_finish_##SUF(acc, x, y, incy, p, k);                                       \
-}                                                                                         \
-/* out[r] := dot(x[r], y) for four rows x[0..3] (contiguous), y contiguous: y is loaded   \
- * once per step for all four, and 8 vector chains hide the add latency */                \
-PBN_CLONES static void dot4_##SUF(const T *const *x, const T *y, pbn_int k, T *out)       \
-{                                                                                         \
-    enum { L = DOT_LANES(T) };                                                            \
-    T a0[L] = {0}, a1[L] = {0}, a2[L] = {0}, a3[L] = {0};                                 \
-    const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                               \
-    pbn_int p = 0;                                                                        \
-    for (; p + L <= k; p += L)                                                            \
-        for (int l = 0; l < L; l++) {                                                     \
-            const T yl = y[p + l];                                                        \
-            a0[l] += x0[p + l] * yl; a1[l] += x1[p + l] * yl;                             \
-            a2[l] += x2[p + l] * yl; a3[l] += x3[p + l] * yl;                             \
-        }                                                                                 \
-    out[0] = dot_finish_##SUF(a0, x0, y, 1, p, k);                                        \
-    out[1] = dot_finish_##SUF(a1, x1, y, 1, p, k);                                        \
-    out[2] = dot_finish_##SUF(a2, x2, y, 1, p, k);                                        \
-    out[3] = dot_finish_##SUF(a3, x3, y, 1, p, k);                                        \
-}                                                                                         \
 /* y[i] := sum_p M[i*rs + p*cs] v[p*incv] for i < rows, with a general-stride M */        \
-static void gather_dots_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_idx,\
-                              const T *v, pbn_int incv, pbn_int k, T *y, pbn_int rows)    \
+static void gather_dots_##SUF(const gemv_kernels_##SUF *kr, const T *M, pbn_int rs,       \
+                              pbn_int cs, const pbn_int *rows_idx, const T *v,            \
+                              pbn_int incv, pbn_int k, T *y, pbn_int rows)                \
 {                                                                                         \
     pbn_int i = 0;                                                                        \
     if (cs == 1 && incv == 1)                                                             \
         for (; i + 4 <= rows; i += 4) {                                                   \
             const T *x[4];                                                                \
             for (int r = 0; r < 4; r++) x[r] = M + (rows_idx ? rows_idx[i + r] : i + r) * rs; \
-            dot4_##SUF(x, v, k, y + i);                                                   \
+            kr->dot4(x, v, k, y + i);                                                     \
         }                                                                                 \
     for (; i < rows; i++) {                                                               \
         const T *row = M + (rows_idx ? rows_idx[i] : i) * rs;                             \
-        if (cs == 1) { y[i] = dot_##SUF(row, v, incv, k); continue; }                     \
+        if (cs == 1) { y[i] = kr->dot(row, v, incv, k); continue; }                       \
         T s = 0;                                                                          \
         for (pbn_int p = 0; p < k; p++) s += row[p * cs] * v[p * incv];                   \
         y[i] = s;                                                                         \
-    }                                                                                     \
-}                                                                                         \
-/* y[i] := sum_p M[i + p*cs] v[p*incv] for i < rows (unit row stride), p in order */      \
-PBN_CLONES static void axpy_block_##SUF(const T *M, pbn_int cs, const T *v, pbn_int incv, \
-                                        pbn_int k, T *y, pbn_int rows)                    \
-{                                                                                         \
-    for (pbn_int i = 0; i < rows; i++) y[i] = 0;                                          \
-    for (pbn_int p = 0; p < k; p++) {                                                     \
-        const T *col = M + p * cs;                                                        \
-        T vp = v[p * incv];                                                               \
-        for (pbn_int i = 0; i < rows; i++) y[i] += col[i] * vp;                           \
     }                                                                                     \
 }                                                                                         \
 static void epilogue_##SUF(const T *sums, pbn_int rows, T *Y, pbn_int incy, int accumulate,\
@@ -116,18 +143,19 @@ static void epilogue_##SUF(const T *sums, pbn_int rows, T *Y, pbn_int incy, int 
     }                                                                                     \
 }                                                                                         \
 /* rows r0..r1 of y := M v, then the epilogue */                                          \
-static void row_block_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_idx,  \
+static void row_block_##SUF(const gemv_kernels_##SUF *kr, int axpy, const T *M,           \
+                            pbn_int rs, pbn_int cs, const pbn_int *rows_idx,              \
                             const T *v, pbn_int incv, pbn_int k, T *Y, pbn_int incy,      \
                             int accumulate, const T *bias, pbn_int inc_bias, int relu,    \
                             pbn_int r0, pbn_int r1)                                       \
 {                                                                                         \
-    T sums[ROW_BLOCK];                                                                    \
+    T sums[AXPY_BLOCK];                                                                   \
     pbn_int rows = r1 - r0;                                                               \
-    if (rs == 1 && cs != 1 && !rows_idx)                                                  \
-        axpy_block_##SUF(M + r0, cs, v, incv, k, sums, rows);                             \
+    if (axpy)                                                                             \
+        kr->axpy_block(M + r0, cs, v, incv, k, sums, rows);                               \
     else                                                                                  \
-        gather_dots_##SUF(rows_idx ? M : M + r0 * rs, rs, cs, rows_idx ? rows_idx + r0 : NULL, \
-                          v, incv, k, sums, rows);                                        \
+        gather_dots_##SUF(kr, rows_idx ? M : M + r0 * rs, rs, cs,                         \
+                          rows_idx ? rows_idx + r0 : NULL, v, incv, k, sums, rows);       \
     epilogue_##SUF(sums, rows, Y + r0 * incy, incy, accumulate,                           \
                    bias ? bias + r0 * inc_bias : NULL, inc_bias, relu);                   \
 }                                                                                         \
@@ -136,6 +164,7 @@ static void gemv_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_i
                        pbn_int rows, int accumulate, const T *bias, pbn_int inc_bias,     \
                        int relu, int n_threads)                                           \
 {                                                                                         \
+    const gemv_kernels_##SUF *kr = gemv_pick_##SUF();                                     \
     if ((double)rows * (double)k < PARALLEL_MIN) n_threads = 1;                           \
     if (rows == 1 && k > DOT_CHUNK && (cs == 1 || k == 1)) {                              \
         const T *row = M + (rows_idx ? rows_idx[0] : 0) * rs;                             \
@@ -151,7 +180,7 @@ static void gemv_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_i
                 pbn_region_check(&reg);                                                   \
                 pbn_int p0 = c * DOT_CHUNK;                                               \
                 pbn_int len = k - p0 < DOT_CHUNK ? k - p0 : DOT_CHUNK;                    \
-                part[c] = dot_##SUF(row + p0, v + p0 * incv, incv, len);                  \
+                part[c] = kr->dot(row + p0, v + p0 * incv, incv, len);                    \
                 pbn_region_done(&reg);                                                    \
             }                                                                             \
             pbn_region_end(&reg, n_threads);                                              \
@@ -162,7 +191,9 @@ static void gemv_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_i
             return;                                                                       \
         }                                                                                 \
     }                                                                                     \
-    pbn_int n_blocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;                                \
+    const int axpy = rs == 1 && cs != 1 && !rows_idx;                                     \
+    const pbn_int block = axpy ? AXPY_BLOCK : ROW_BLOCK;                                  \
+    pbn_int n_blocks = (rows + block - 1) / block;                                        \
     if (n_threads > n_blocks) n_threads = (int)(n_blocks > 0 ? n_blocks : 1);             \
     pbn_region reg;                                                                       \
     n_threads = pbn_region_begin(&reg, n_threads);                                        \
@@ -170,9 +201,9 @@ static void gemv_##SUF(const T *M, pbn_int rs, pbn_int cs, const pbn_int *rows_i
     _Pragma("omp parallel for num_threads(n_threads) schedule(static)")                   \
     for (pbn_int b = 0; b < n_blocks; b++) {                                              \
         pbn_region_check(&reg);                                                           \
-        pbn_int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < rows ? r0 + ROW_BLOCK : rows;   \
-        row_block_##SUF(M, rs, cs, rows_idx, v, incv, k, Y, incy, accumulate, bias,       \
-                        inc_bias, relu, r0, r1);                                          \
+        pbn_int r0 = b * block, r1 = r0 + block < rows ? r0 + block : rows;               \
+        row_block_##SUF(kr, axpy, M, rs, cs, rows_idx, v, incv, k, Y, incy, accumulate,   \
+                        bias, inc_bias, relu, r0, r1);                                    \
         pbn_region_done(&reg);                                                            \
     }                                                                                     \
     pbn_region_end(&reg, n_threads);                                                      \
