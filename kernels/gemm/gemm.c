@@ -27,9 +27,9 @@ const char *pbn_gemm_paths(void)
     switch (pbn_isa()) {
     case PBN_ISA_AVX512:
         return "packed and unpacked (small/skinny) GEMM: avx512 12x32 f32 / 12x16 f64 "
-               "micro-kernels (masked edges); still on their AVX2 kernels under avx512: "
-               "small-n dot (f32, n <= 16), matrix-vector, batched tiny row groups "
-               "(n = 8..64 f32, 8..32 f64), zero-skipping sparse A (f32, <= 30% nonzero)";
+               "micro-kernels (masked edges); small-n dot (f32, n <= 16, two columns per zmm); "
+               "matrix-vector (avx512 loops); batched tiny row groups (avx512; f32 n = 8 on "
+               "its avx2 kernel); zero-skipping sparse A (f32, <= 30% nonzero, vcompressps)";
     case PBN_ISA_AVX2:
         return "packed and unpacked (small/skinny) GEMM: avx2 6x16 f32 / 6x8 f64 "
                "micro-kernels; small-n dot (f32, n <= 16); matrix-vector; batched tiny row "
