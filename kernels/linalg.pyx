@@ -9,6 +9,9 @@ from cpython.pystate cimport PyThreadState
 from _lean cimport lean_threads, release_gil_if, restore_gil
 from _runtime cimport backoff_of_module, pbn_set_backoff
 from _runtime cimport counters_of_module, pbn_reset_counters, pbn_runtime_init
+from _isa cimport (PBN_ISA_COUNT, init_isa_of_module, isa_code, isa_of_module, pbn_isa,
+                  pbn_isa_best, pbn_isa_cpu_list, pbn_isa_env_check, pbn_isa_initial,
+                  pbn_isa_name, pbn_isa_supported, set_isa_of_module, simulate_cpu_of_module)
 
 cnp.import_array()
 pbn_runtime_init()
@@ -47,29 +50,9 @@ cdef extern from "gemm/gemm.h" nogil:
     int pbn_gemm_block_sizes_isa(int isa, int f64, pbn_int out[5])
     double pbn_peak_gflops(int isa, int f64, int n_threads, double seconds)
 
-cdef extern from "gemm/gemm_runtime.h" nogil:
-    int PBN_ISA_COUNT
-    const char *pbn_isa_name(int isa)
-    int pbn_isa_parse(const char *name)
-    int pbn_isa_best()
-    int pbn_isa_initial()
-    int pbn_isa_supported(int isa)
-    int pbn_isa()
-    int pbn_isa_set(int isa)
-    const char *pbn_isa_env_error()
-    const char *pbn_isa_cpu_list()
-    int pbn_isa_env_check(const char *value, char *err, size_t n)
-    void pbn_isa_simulate_cpu(int best)
-
-
-def _check_isa_env():
-    """PYBLASNN_ISA (read once, here at import): a name the CPU lacks is a ValueError."""
-    cdef const char *err = pbn_isa_env_error()
-    if err != NULL:
-        raise ValueError(err.decode())
-
-
-_check_isa_env()
+# The ISA choice (pbn_isa.h): detected and PYBLASNN_ISA checked at import, a ValueError
+# for a name this CPU lacks.
+init_isa_of_module()
 
 
 cdef inline Py_ssize_t elem_stride(cnp.ndarray a, int axis):
@@ -156,7 +139,7 @@ def block_sizes(isa=None):
     cache blocks for an ISA ("avx512", "avx2", "portable"; default: the one in use), as
     compiled (tests derive their edge-straddling shapes from these)."""
     cdef pbn_int out[5]
-    cdef int code = pbn_isa() if isa is None else _isa_code(isa, "block_sizes")
+    cdef int code = pbn_isa() if isa is None else isa_code(isa, "block_sizes")
     res = {}
     for f64, name in ((0, "float32"), (1, "float64")):
         pbn_gemm_block_sizes_isa(code, f64, out)
@@ -209,18 +192,9 @@ def force_portable(bint force):
     set_isa("portable" if force else default_isa())
 
 
-cdef int _isa_code(object name, str op) except -1:
-    if not isinstance(name, str):
-        raise TypeError(f"{op}: isa must be a str, got {type(name).__name__}")
-    cdef int code = pbn_isa_parse(name.encode())
-    if code < 0:
-        raise ValueError(f"{op}: isa must be one of 'avx512', 'avx2', 'portable', got {name!r}")
-    return code
-
-
 def isa():
     """The instruction set the GEMM engine uses now: "avx512", "avx2" or "portable"."""
-    return pbn_isa_name(pbn_isa()).decode()
+    return isa_of_module()
 
 
 def default_isa():
@@ -237,7 +211,7 @@ def peak_gflops(isa=None, dtype="float32", n_threads=1, seconds=0.2):
     """Measured peak GFLOP/s of n_threads threads running independent FMA chains on the
     widest vectors of `isa` (default: the one in use) for about `seconds`: the yardstick the
     benchmark divides a GEMM's rate by. ValueError for an ISA this CPU lacks."""
-    cdef int code = pbn_isa() if isa is None else _isa_code(isa, "peak_gflops")
+    cdef int code = pbn_isa() if isa is None else isa_code(isa, "peak_gflops")
     if not pbn_isa_supported(code):
         raise ValueError(f"peak_gflops: this CPU (or its OS) does not support {isa!r}; it has: "
                          f"{pbn_isa_cpu_list().decode()}")
@@ -261,18 +235,15 @@ def supported_isas():
 
 def set_isa(name):
     """Use the GEMM kernels of this instruction set from now on (tests; PYBLASNN_ISA is the
-    user's switch). ValueError for an unknown name or one this CPU lacks."""
-    cdef int code = _isa_code(name, "set_isa")
-    if not pbn_isa_supported(code):
-        raise ValueError(f"set_isa: this CPU (or its OS) does not support {name!r}; it has: "
-                         f"{pbn_isa_cpu_list().decode()}")
-    pbn_isa_set(code)
+    user's switch, pyblasnn._config.set_isa switches every kernel module). ValueError for an
+    unknown name or one this CPU lacks."""
+    set_isa_of_module(name)
 
 
 def _simulate_cpu(best):
     """Test hook: behave as if this CPU supported at most `best` ("avx2", "portable", ...;
     None: what it really has). The ISA in use drops to `best` if it was above."""
-    pbn_isa_simulate_cpu(-1 if best is None else _isa_code(best, "_simulate_cpu"))
+    simulate_cpu_of_module(best)
 
 
 def _isa_env_error(value):
