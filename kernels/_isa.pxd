@@ -1,6 +1,6 @@
 # The instruction set the kernels use (pbn_isa.h). Cimporting this module compiles the
 # choice's definitions into the importing extension module, once; the helpers below are the
-# per-module Python API (isa, set_isa, ...) of the kernel modules.
+# per-module Python API (isa, set_isa, variants_ran, ...) each kernel module exposes.
 cdef extern from "pbn_isa_impl.h":
     pass
 
@@ -77,3 +77,14 @@ cdef inline dict variants_of_module():
                                                  if bits & (1u << i)]
     return res
 
+
+cdef extern from "pbn_variants.h":
+    int PBN_VARIANT_ISAS
+
+
+cdef inline list variant_isas_of_module():
+    """The ISAs that have their own compiled copy of this module's loops, best first (the
+    others run the portable copy: a build without GCC's x86 target pragmas)."""
+    cdef int i
+    return [pbn_isa_name(i).decode() for i in range(<int>PBN_ISA_COUNT - 1, -1, -1)
+            if PBN_VARIANT_ISAS & (1 << i)]

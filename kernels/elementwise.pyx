@@ -2,16 +2,19 @@
 with broadcasting; and the reduction that takes a broadcast gradient back to an operand's
 shape.
 
-Every kernel is generic over ``floating`` (float32, float64). Inputs arrive validated from
-pyblasnn.ops: the output is C-contiguous, inputs are described by element strides (0 on a
-broadcast axis, negative on a reversed view). Work is split into fixed index ranges, and
-each output element is computed by exactly one thread, so results do not depend on the
-thread count.
+Every kernel is generic over ``floating`` (float32, float64); the contiguous inner loops are
+in elementwise_spans.h, compiled for AVX-512, AVX2 and the baseline and picked per call by
+the ISA in use. Inputs arrive validated from pyblasnn.ops: the output is C-contiguous,
+inputs are described by element strides (0 on a broadcast axis, negative on a reversed
+view). Work is split into fixed index ranges, and each output element is computed by
+exactly one thread, so results do not depend on the thread count.
 """
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
+from _isa cimport (init_isa_of_module, isa_of_module, pbn_reset_variants, set_isa_of_module,
+                  simulate_cpu_of_module, variant_isas_of_module, variants_of_module)
 from _runtime cimport backoff_of_module, pbn_set_backoff
 from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_RELU, PBN_PATH_RELU_BACKWARD,
                        PBN_PATH_BINARY_FLAT, PBN_PATH_BINARY_ROWS, PBN_PATH_MAXIMUM_MASK,
@@ -22,6 +25,7 @@ from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_RELU, PBN_PATH_RELU_B
 
 cnp.import_array()
 pbn_runtime_init()
+init_isa_of_module()
 
 # Below this many elements a kernel runs on one thread: the cost of waking the OpenMP team
 # (a few microseconds) exceeds the work (measured in bench/, see README "Threads"). One
@@ -68,6 +72,39 @@ def set_backoff(bint on):
     pbn_set_backoff(on)
 
 
+def isa():
+    """The instruction set whose variant of this module's loops runs now: "avx512", "avx2"
+    or "portable" (PYBLASNN_ISA, else the best this CPU has)."""
+    return isa_of_module()
+
+
+def set_isa(name):
+    """Run this module's loops in their variant for this instruction set from now on
+    (pyblasnn._config.set_isa switches every module). ValueError for an unknown name or one
+    this CPU lacks, TypeError for a non-str."""
+    set_isa_of_module(name)
+
+
+def _simulate_cpu(best):
+    """Test hook: behave as if this CPU supported at most `best` ("avx2", "portable", ...;
+    None: what it really has). The ISA in use drops to `best` if it was above."""
+    simulate_cpu_of_module(best)
+
+
+def variant_isas():
+    """The ISAs with their own compiled variant of this module's loops, best first."""
+    return variant_isas_of_module()
+
+
+def variants_ran():
+    """{loop: [ISAs whose variant of it ran]} since the last reset_variants() (tests)."""
+    return variants_of_module()
+
+
+def reset_variants():
+    pbn_reset_variants()
+
+
 # ---------------------------------------------------------------------------------- relu
 cdef extern from "elementwise_spans.h" nogil:
     void pbn_relu_span_f32(const float *x, float *y, Py_ssize_t n)
@@ -90,10 +127,18 @@ cdef extern from "elementwise_spans.h" nogil:
                              Py_ssize_t n)
     void pbn_binary_span_f64(BinaryOp op, const double *x, const double *y, double *z,
                              Py_ssize_t n)
-    void pbn_maximum_backward_span_f32(const float *x, const float *y, const float *dz,
-                                       float *dx, float *dy, Py_ssize_t n)
-    void pbn_maximum_backward_span_f64(const double *x, const double *y, const double *dz,
-                                       double *dx, double *dy, Py_ssize_t n)
+    void pbn_binary_span_vs_f32(BinaryOp op, const float *x, float y, float *z, Py_ssize_t n)
+    void pbn_binary_span_vs_f64(BinaryOp op, const double *x, double y, double *z,
+                                Py_ssize_t n)
+    void pbn_binary_span_sv_f32(BinaryOp op, float x, const float *y, float *z, Py_ssize_t n)
+    void pbn_binary_span_sv_f64(BinaryOp op, double x, const double *y, double *z,
+                                Py_ssize_t n)
+    bint pbn_maximum_backward_span_f32(const float *x, Py_ssize_t sx, const float *y,
+                                       Py_ssize_t sy, const float *dz, float *dx, float *dy,
+                                       Py_ssize_t n)
+    bint pbn_maximum_backward_span_f64(const double *x, Py_ssize_t sx, const double *y,
+                                       Py_ssize_t sy, const double *dz, double *dx,
+                                       double *dy, Py_ssize_t n)
     double pbn_sum_span_f64(const double *x, Py_ssize_t n)
 
 
@@ -202,24 +247,26 @@ cdef inline floating apply_op(BinaryOp op, floating a, floating b) noexcept nogi
 cdef inline void binary_row(BinaryOp op, const floating *x, Py_ssize_t sx,
                             const floating *y, Py_ssize_t sy,
                             floating *z, Py_ssize_t n) noexcept nogil:
-    """z[i] := x[i*sx] op y[i*sy] for i < n, with the common stride patterns unswitched
+    """z[i] := x[i*sx] op y[i*sy] for i < n; the contiguous and one-number patterns run
+    the span loops of the ISA in use (elementwise_spans.h), other strides a plain loop
 
     A broadcast operand (stride 0) is read once: ops guarantees z does not overlap it."""
     cdef Py_ssize_t i
-    cdef floating s
     if sx == 1 and sy == 1:
         if floating is float:
             pbn_binary_span_f32(op, x, y, z, n)
         else:
             pbn_binary_span_f64(op, x, y, z, n)
     elif sx == 1 and sy == 0:
-        s = y[0]
-        for i in range(n):
-            z[i] = apply_op(op, x[i], s)
+        if floating is float:
+            pbn_binary_span_vs_f32(op, x, y[0], z, n)
+        else:
+            pbn_binary_span_vs_f64(op, x, y[0], z, n)
     elif sx == 0 and sy == 1:
-        s = x[0]
-        for i in range(n):
-            z[i] = apply_op(op, s, y[i])
+        if floating is float:
+            pbn_binary_span_sv_f32(op, x[0], y, z, n)
+        else:
+            pbn_binary_span_sv_f64(op, x[0], y, z, n)
     else:
         for i in range(n):
             z[i] = apply_op(op, x[i * sx], y[i * sy])
@@ -318,6 +365,17 @@ def binary(int op, shape, x_strides, y_strides, cnp.ndarray x, cnp.ndarray y,
 
 
 # ------------------------------------------------------- maximum_backward (gradient routing)
+cdef inline bint maximum_backward_span(const floating *x, Py_ssize_t sx, const floating *y,
+                                       Py_ssize_t sy, const floating *dz, floating *dx,
+                                       floating *dy, Py_ssize_t n) noexcept nogil:
+    """One row of maximum_mask_kernel on the span loops of the ISA in use when x's and y's
+    strides are 1 or 0 (a broadcast number); False (nothing done) for other strides"""
+    if floating is float:
+        return pbn_maximum_backward_span_f32(x, sx, y, sy, dz, dx, dy, n)
+    else:
+        return pbn_maximum_backward_span_f64(x, sx, y, sy, dz, dx, dy, n)
+
+
 cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
                               const floating *x, const Py_ssize_t *xs,
                               const floating *y, const Py_ssize_t *ys,
@@ -348,14 +406,8 @@ cdef void maximum_mask_kernel(int ndim, const Py_ssize_t *shape,
             off_y = off_y + idx * ys[d]
         xr = x + off_x
         yr = y + off_y
-        if xs[ndim - 1] == 1 and ys[ndim - 1] == 1:
-            if floating is float:
-                pbn_maximum_backward_span_f32(xr, yr, dz + r * inner, dx_full + r * inner,
-                                              dy_full + r * inner, inner)
-            else:
-                pbn_maximum_backward_span_f64(xr, yr, dz + r * inner, dx_full + r * inner,
-                                              dy_full + r * inner, inner)
-        else:
+        if not maximum_backward_span(xr, xs[ndim - 1], yr, ys[ndim - 1], dz + r * inner,
+                                     dx_full + r * inner, dy_full + r * inner, inner):
             for i in range(inner):
                 a = xr[i * xs[ndim - 1]]
                 b = yr[i * ys[ndim - 1]]

@@ -1,19 +1,20 @@
-/* Contiguous inner loops of the element-wise kernels, written so the compiler turns every
- * select into a vector blend (no data-dependent branch: relu_backward on random signs
- * would otherwise mispredict half of its branches).
+/* Contiguous inner loops of the element-wise kernels (kernels/elementwise.pyx).
  *
- * Each loop is also compiled for AVX2 (simd_clones.h). Output may be one
+ * The loops are written once (elementwise_spans_tpl.h) and compiled for AVX-512, AVX2 and
+ * the baseline (pbn_variants.h); the functions below pick the variant of the ISA in use
+ * (pbn_isa(): PYBLASNN_ISA, or the best the CPU has) at every call. Output may be one
  * of the inputs (in-place), never a partial overlap (pyblasnn.ops guarantees that).
  *
- * Arithmetic is plain IEEE: each +, -, *, / rounds once, exactly as NumPy's loops do. That
- * holds because the build never enables contraction (-std=c11 implies -ffp-contract=off
- * in GCC) nor -ffast-math / -freciprocal-math; tests/test_elementwise.py checks the bits.
+ * Arithmetic is plain IEEE: each +, -, *, / rounds once, exactly as NumPy's loops do, on
+ * every ISA. That holds because the build never enables contraction (-std=c11 implies
+ * -ffp-contract=off in GCC) nor -ffast-math / -freciprocal-math; tests/test_elementwise.py
+ * and tests/test_isa_loops.py check the bits.
  */
 #ifndef PBN_ELEMENTWISE_SPANS_H
 #define PBN_ELEMENTWISE_SPANS_H
 #include <stddef.h>
 
-#include "simd_clones.h"
+#include "pbn_isa.h"
 
 /* The binary operations of the broadcasting kernel (kernels/elementwise.pyx declares this
  * enum from here, so C and Cython share one set of codes). */
@@ -22,91 +23,77 @@ typedef enum {
     PBN_OP_MAXIMUM = 1,
     PBN_OP_SUBTRACT = 2,
     PBN_OP_MULTIPLY = 3,
-    PBN_OP_DIVIDE = 4
+    PBN_OP_DIVIDE = 4,
+    PBN_N_OPS = 5
 } pbn_binary_op;
 
-#define PBN_DEFINE_SPANS(T, SUF)                                                          \
-/* y := maximum(x, 0) exactly as numpy: NaN kept, -0.0 -> +0.0 */                            \
-PBN_SIMD_CLONES static void pbn_relu_span_##SUF(const T *x, T *y, ptrdiff_t n)            \
-{                                                                                         \
-    for (ptrdiff_t i = 0; i < n; i++) { T v = x[i]; y[i] = (v > (T)0 || v != v) ? v : (T)0; }         \
-}                                                                                         \
-/* dx := dy where x > 0 else 0 */                                                         \
-PBN_SIMD_CLONES static void pbn_relu_backward_span_##SUF(const T *dy, const T *x, T *dx,  \
-                                                         ptrdiff_t n)                     \
-{                                                                                         \
-    for (ptrdiff_t i = 0; i < n; i++) { T g = dy[i]; dx[i] = x[i] > (T)0 ? g : (T)0; }    \
-}                                                                                         \
-/* z := x + y */                                                                          \
-PBN_SIMD_CLONES static void pbn_add_span_##SUF(const T *x, const T *y, T *z, ptrdiff_t n) \
-{                                                                                         \
-    for (ptrdiff_t i = 0; i < n; i++) z[i] = x[i] + y[i];                                 \
-}                                                                                         \
-/* z := x - y */                                                                          \
-PBN_SIMD_CLONES static void pbn_subtract_span_##SUF(const T *x, const T *y, T *z,         \
-                                                    ptrdiff_t n)                          \
-{                                                                                         \
-    for (ptrdiff_t i = 0; i < n; i++) z[i] = x[i] - y[i];                                 \
-}                                                                                         \
-/* z := x * y */                                                                          \
-PBN_SIMD_CLONES static void pbn_multiply_span_##SUF(const T *x, const T *y, T *z,         \
-                                                    ptrdiff_t n)                          \
-{                                                                                         \
-    for (ptrdiff_t i = 0; i < n; i++) z[i] = x[i] * y[i];                                 \
-}                                                                                         \
-/* z := x / y (IEEE: x / 0 is +-inf, 0 / 0 is NaN; never a reciprocal-multiply) */       \
-PBN_SIMD_CLONES static void pbn_divide_span_##SUF(const T *x, const T *y, T *z,           \
-                                                  ptrdiff_t n)                            \
-{                                                                                         \
-    for (ptrdiff_t i = 0; i < n; i++) z[i] = x[i] / y[i];                                 \
-}                                                                                         \
-/* dx := dz where maximum(x, y) picked x (x > y or x is NaN), dy := dz elsewhere */       \
-PBN_SIMD_CLONES static void pbn_maximum_backward_span_##SUF(const T *x, const T *y,       \
-                                                            const T *dz, T *dx, T *dy,    \
-                                                            ptrdiff_t n)                  \
-{                                                                                         \
-    for (ptrdiff_t i = 0; i < n; i++) {                                                   \
-        T a = x[i], b = y[i], g = dz[i];                                                  \
-        int pick_x = (a > b) | (a != a);                                                  \
-        dx[i] = pick_x ? g : (T)0;                                                        \
-        dy[i] = pick_x ? (T)0 : g;                                                        \
-    }                                                                                     \
-}                                                                                         \
-/* sum of x[0..n): 32 interleaved partial sums (four AVX2 chains), combined pairwise;   \
- * a fixed order, so the result never depends on threads */                              \
-PBN_SIMD_CLONES static T pbn_sum_span_##SUF(const T *x, ptrdiff_t n)                      \
-{                                                                                         \
-    T acc[32] = {0};                                                                      \
-    ptrdiff_t i = 0;                                                                      \
-    for (; i + 32 <= n; i += 32)                                                          \
-        for (int l = 0; l < 32; l++) acc[l] += x[i + l];                                  \
-    for (int w = 16; w >= 1; w /= 2)                                                      \
-        for (int l = 0; l < w; l++) acc[l] += acc[l + w];                                 \
-    T s = acc[0];                                                                         \
-    for (; i < n; i++) s += x[i];                                                         \
-    return s;                                                                             \
-}                                                                                         \
-/* z := maximum(x, y) exactly as numpy: x where x > y or x is NaN, else y (ties -> y) */              \
-PBN_SIMD_CLONES static void pbn_maximum_span_##SUF(const T *x, const T *y, T *z,          \
-                                                   ptrdiff_t n)                           \
-{                                                                                         \
-    for (ptrdiff_t i = 0; i < n; i++) {                                                   \
-        T a = x[i], b = y[i]; z[i] = (a > b || a != a) ? a : b; }                        \
-}                                                                                         \
-/* z := x (op) y over contiguous x, y, z: one of the span loops above */                  \
-static inline void pbn_binary_span_##SUF(pbn_binary_op op, const T *x, const T *y, T *z,  \
-                                         ptrdiff_t n)                                     \
-{                                                                                         \
-    switch (op) {                                                                         \
-    case PBN_OP_ADD:      pbn_add_span_##SUF(x, y, z, n); break;                          \
-    case PBN_OP_SUBTRACT: pbn_subtract_span_##SUF(x, y, z, n); break;                     \
-    case PBN_OP_MULTIPLY: pbn_multiply_span_##SUF(x, y, z, n); break;                     \
-    case PBN_OP_DIVIDE:   pbn_divide_span_##SUF(x, y, z, n); break;                       \
-    default:              pbn_maximum_span_##SUF(x, y, z, n); break;                      \
-    }                                                                                     \
-}
+/* One ISA's element-wise loops for one dtype. */
+#define PBN_EW_LOOPS_TYPE(T, SUF)                                                          \
+typedef struct {                                                                           \
+    void (*relu)(const T *x, T *y, ptrdiff_t n);                                           \
+    void (*relu_backward)(const T *dy, const T *x, T *dx, ptrdiff_t n);                    \
+    void (*binary[PBN_N_OPS])(const T *x, const T *y, T *z, ptrdiff_t n);                  \
+    void (*binary_vs[PBN_N_OPS])(const T *x, T y, T *z, ptrdiff_t n);                      \
+    void (*binary_sv[PBN_N_OPS])(T x, const T *y, T *z, ptrdiff_t n);                      \
+    void (*maximum_backward[3])(const T *x, const T *y, const T *dz, T *dx, T *dy,         \
+                                ptrdiff_t n);                                              \
+    T (*sum)(const T *x, ptrdiff_t n);                                                     \
+} pbn_ew_loops_##SUF;
+PBN_EW_LOOPS_TYPE(float, f32)
+PBN_EW_LOOPS_TYPE(double, f64)
+#undef PBN_EW_LOOPS_TYPE
 
-PBN_DEFINE_SPANS(float, f32)
-PBN_DEFINE_SPANS(double, f64)
+/* streaming loops: 256-bit vectors in the AVX-512 copy too (see pbn_variants.h) */
+#define PBN_AVX512_VECTOR_BITS 256
+#define PBN_TEMPLATE "elementwise_spans_tpl.h"
+#include "pbn_variants.h"
+#undef PBN_TEMPLATE
+PBN_VARIANT_TABLE(pbn_ew_loops, f32);
+PBN_VARIANT_TABLE(pbn_ew_loops, f64);
+
+/* the table of the ISA in use */
+#define PBN_EW(SUF) (pbn_ew_loops_by_isa_##SUF[pbn_isa()])
+
+/* The loops of the ISA in use, by the names elementwise.pyx calls. */
+#define PBN_EW_DISPATCH(T, SUF)                                                            \
+/* y := maximum(x, 0), NaN kept */                                                         \
+static inline void pbn_relu_span_##SUF(const T *x, T *y, ptrdiff_t n)                      \
+{ PBN_EW(SUF)->relu(x, y, n); }                                                            \
+/* dx := dy where x > 0 else 0 */                                                          \
+static inline void pbn_relu_backward_span_##SUF(const T *dy, const T *x, T *dx,          \
+                                                 ptrdiff_t n)                              \
+{ PBN_EW(SUF)->relu_backward(dy, x, dx, n); }                                              \
+/* z := x + y */                                                                           \
+static inline void pbn_add_span_##SUF(const T *x, const T *y, T *z, ptrdiff_t n)           \
+{ PBN_EW(SUF)->binary[PBN_OP_ADD](x, y, z, n); }                                           \
+/* z := x (op) y over contiguous x, y, z */                                                \
+static inline void pbn_binary_span_##SUF(pbn_binary_op op, const T *x, const T *y, T *z,   \
+                                         ptrdiff_t n)                                      \
+{ PBN_EW(SUF)->binary[op](x, y, z, n); }                                                   \
+/* z := x (op) y over contiguous x, z and one number y */                                  \
+static inline void pbn_binary_span_vs_##SUF(pbn_binary_op op, const T *x, T y, T *z,       \
+                                            ptrdiff_t n)                                   \
+{ PBN_EW(SUF)->binary_vs[op](x, y, z, n); }                                                \
+/* z := x (op) y over one number x and contiguous y, z */                                  \
+static inline void pbn_binary_span_sv_##SUF(pbn_binary_op op, T x, const T *y, T *z,       \
+                                            ptrdiff_t n)                                   \
+{ PBN_EW(SUF)->binary_sv[op](x, y, z, n); }                                                \
+/* dx := dz where maximum picked x, dy := dz elsewhere, for x and y of element strides sx,  \
+ * sy that are 1, or 0 for one number; returns 0 (and does nothing) for other strides */  \
+static inline int pbn_maximum_backward_span_##SUF(const T *x, ptrdiff_t sx, const T *y,    \
+                                                  ptrdiff_t sy, const T *dz, T *dx, T *dy, \
+                                                  ptrdiff_t n)                             \
+{                                                                                          \
+    const int k = sx == 1 ? (sy == 1 ? 0 : sy == 0 ? 1 : -1) : sx == 0 && sy == 1 ? 2 : -1; \
+    if (k < 0) return 0;                                                                   \
+    PBN_EW(SUF)->maximum_backward[k](x, y, dz, dx, dy, n);                                 \
+    return 1;                                                                              \
+}                                                                                          \
+/* sum of x[0..n) in a fixed order */                                                      \
+static inline T pbn_sum_span_##SUF(const T *x, ptrdiff_t n)                                \
+{ return PBN_EW(SUF)->sum(x, n); }
+PBN_EW_DISPATCH(float, f32)
+PBN_EW_DISPATCH(double, f64)
+#undef PBN_EW_DISPATCH
 
 #endif

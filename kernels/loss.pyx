@@ -1,8 +1,9 @@
 """Fused softmax + sparse categorical cross-entropy kernels.
 
 Forward and backward together: the loss of a row and its gradient row are computed in one
-visit (the inner loops over blocks of rows are in loss_spans.h), so training never
-materialises the probabilities.
+visit (the inner loops over blocks of rows are in loss_spans.h, compiled for AVX-512, AVX2
+and the baseline and picked per call by the ISA in use), so training never materialises the
+probabilities.
 
 Determinism: rows are independent; each thread writes its rows' losses into ``row_loss`` and
 the mean is summed sequentially afterwards, so 1 and N threads give bitwise-equal losses and
@@ -14,7 +15,8 @@ is the lean path: it checks plain arrays in C (labels included) and returns None
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, log, INFINITY
+from _isa cimport (init_isa_of_module, isa_of_module, pbn_reset_variants, set_isa_of_module,
+                  simulate_cpu_of_module, variant_isas_of_module, variants_of_module)
 from _runtime cimport backoff_of_module, pbn_set_backoff
 from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_SOFTMAX_XENT, PBN_PATH_XENT_PROBS,
                        PBN_PATH_SOFTMAX, PBN_PATH_SOFTMAX_BACKWARD, counters_of_module,
@@ -22,6 +24,7 @@ from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_SOFTMAX_XENT, PBN_PAT
                        pbn_region_done, pbn_region_end, pbn_reset_counters, pbn_runtime_init, pbn_team)
 
 pbn_runtime_init()
+init_isa_of_module()
 
 # Below this many logits a parallel region costs more than it saves (one MLP minibatch of
 # 128 x 10 stays serial); the one definition is in pbn_runtime.h.
@@ -55,15 +58,37 @@ def set_backoff(bint on):
     pbn_set_backoff(on)
 
 
-cdef inline Py_ssize_t _argmax_row(const floating* z, Py_ssize_t c) noexcept nogil:
-    """first j with z[j] == max(z) (NumPy's argmax tie rule)"""
-    cdef Py_ssize_t j, best = 0
-    cdef floating m = z[0]
-    for j in range(1, c):
-        if z[j] > m:
-            m = z[j]
-            best = j
-    return best
+def isa():
+    """The instruction set whose variant of this module's loops runs now: "avx512", "avx2"
+    or "portable" (PYBLASNN_ISA, else the best this CPU has)."""
+    return isa_of_module()
+
+
+def set_isa(name):
+    """Run this module's loops in their variant for this instruction set from now on
+    (pyblasnn._config.set_isa switches every module). ValueError for an unknown name or one
+    this CPU lacks, TypeError for a non-str."""
+    set_isa_of_module(name)
+
+
+def _simulate_cpu(best):
+    """Test hook: behave as if this CPU supported at most `best` ("avx2", "portable", ...;
+    None: what it really has). The ISA in use drops to `best` if it was above."""
+    simulate_cpu_of_module(best)
+
+
+def variant_isas():
+    """The ISAs with their own compiled variant of this module's loops, best first."""
+    return variant_isas_of_module()
+
+
+def variants_ran():
+    """{loop: [ISAs whose variant of it ran]} since the last reset_variants() (tests)."""
+    return variants_of_module()
+
+
+def reset_variants():
+    pbn_reset_variants()
 
 
 cdef extern from "loss_spans.h" nogil:
@@ -76,6 +101,18 @@ cdef extern from "loss_spans.h" nogil:
     Py_ssize_t pbn_softmax_xent_rows_f64(const double *z, Py_ssize_t n, Py_ssize_t c,
                                          const Py_ssize_t *labels, double *dz, double scale,
                                          double *row_loss)
+    Py_ssize_t pbn_xent_probs_rows_f32(const float *p, Py_ssize_t n, Py_ssize_t c,
+                                       const Py_ssize_t *labels, float *dp, double scale,
+                                       double eps, double *row_loss)
+    Py_ssize_t pbn_xent_probs_rows_f64(const double *p, Py_ssize_t n, Py_ssize_t c,
+                                       const Py_ssize_t *labels, double *dp, double scale,
+                                       double eps, double *row_loss)
+    void pbn_softmax_rows_f32(const float *x, Py_ssize_t n, Py_ssize_t c, float *y)
+    void pbn_softmax_rows_f64(const double *x, Py_ssize_t n, Py_ssize_t c, double *y)
+    void pbn_softmax_backward_rows_f32(const float *dy, const float *y, Py_ssize_t n,
+                                       Py_ssize_t c, float *dx)
+    void pbn_softmax_backward_rows_f64(const double *dy, const double *y, Py_ssize_t n,
+                                       Py_ssize_t c, double *dx)
 
 
 cdef inline Py_ssize_t _softmax_xent_rows(const floating* z, Py_ssize_t n, Py_ssize_t c,
@@ -127,21 +164,13 @@ cdef double _sparse_softmax_xent(const floating* logits, Py_ssize_t n, Py_ssize_
     return total * scale
 
 
-cdef inline double _xent_probs_row(const floating* p_row, Py_ssize_t c, Py_ssize_t label,
-                                   floating* dp, double scale, double eps) noexcept nogil:
-    """loss = -log(clip(p[label], eps, 1 - eps));  dp := -scale / p[label] at label, else 0"""
-    cdef Py_ssize_t j
-    cdef double p = p_row[label]
-    if dp != NULL:
-        for j in range(c):
-            dp[j] = 0
-        if p > eps and p < 1.0 - eps:        # the clip's gradient is 0 outside its range
-            dp[label] = <floating>(-scale / p)
-    if p < eps:
-        p = eps
-    elif p > 1.0 - eps:
-        p = 1.0 - eps
-    return -log(p)
+cdef inline Py_ssize_t _xent_probs_rows(const floating* p, Py_ssize_t n, Py_ssize_t c,
+                                        const Py_ssize_t* labels, floating* dp, double scale,
+                                        double eps, double* row_loss) noexcept nogil:
+    if floating is float:
+        return pbn_xent_probs_rows_f32(p, n, c, labels, dp, scale, eps, row_loss)
+    else:
+        return pbn_xent_probs_rows_f64(p, n, c, labels, dp, scale, eps, row_loss)
 
 
 cdef double _sparse_xent_probs(const floating* probs, Py_ssize_t n, Py_ssize_t c,
@@ -160,10 +189,9 @@ cdef double _sparse_xent_probs(const floating* probs, Py_ssize_t n, Py_ssize_t c
     pbn_count(PBN_PATH_XENT_PROBS, nt)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
         pbn_region_check(&reg)
-        row_loss[i] = _xent_probs_row(probs + i * c, c, labels[i],
-                                      dprobs + i * c if dprobs != NULL else NULL, scale, eps)
-        if _argmax_row(probs + i * c, c) == labels[i]:
-            correct += 1
+        correct += _xent_probs_rows(probs + i * c, 1, c, labels + i,
+                                    dprobs + i * c if dprobs != NULL else NULL, scale, eps,
+                                    row_loss + i)
         pbn_region_done(&reg)
     pbn_region_end(&reg, nt)
     for i in range(n):
@@ -172,22 +200,12 @@ cdef double _sparse_xent_probs(const floating* probs, Py_ssize_t n, Py_ssize_t c
     return total * scale
 
 
-cdef inline void _softmax_row(const floating* x, Py_ssize_t c, floating* y) noexcept nogil:
-    """y := exp(x - max x) / sum(exp(x - max x))"""
-    cdef Py_ssize_t j
-    cdef double m = -INFINITY
-    cdef double s = 0.0
-    cdef double e
-    for j in range(c):
-        if x[j] > m:
-            m = x[j]
-    for j in range(c):
-        e = exp(<double>x[j] - m)
-        y[j] = <floating>e
-        s += e
-    s = 1.0 / s
-    for j in range(c):
-        y[j] = <floating>(y[j] * s)
+cdef inline void _softmax_rows(const floating* x, Py_ssize_t n, Py_ssize_t c,
+                               floating* y) noexcept nogil:
+    if floating is float:
+        pbn_softmax_rows_f32(x, n, c, y)
+    else:
+        pbn_softmax_rows_f64(x, n, c, y)
 
 
 cdef void _softmax(const floating* x, Py_ssize_t n, Py_ssize_t c, floating* y,
@@ -199,20 +217,17 @@ cdef void _softmax(const floating* x, Py_ssize_t n, Py_ssize_t c, floating* y,
     pbn_count(PBN_PATH_SOFTMAX, nt)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
         pbn_region_check(&reg)
-        _softmax_row(x + i * c, c, y + i * c)
+        _softmax_rows(x + i * c, 1, c, y + i * c)
         pbn_region_done(&reg)
     pbn_region_end(&reg, nt)
 
 
-cdef inline void _softmax_backward_row(const floating* dy, const floating* y, Py_ssize_t c,
-                                       floating* dx) noexcept nogil:
-    """dx := y * (dy - <dy, y>)"""
-    cdef Py_ssize_t j
-    cdef double dot = 0.0
-    for j in range(c):
-        dot += <double>dy[j] * y[j]
-    for j in range(c):
-        dx[j] = <floating>(y[j] * (dy[j] - dot))
+cdef inline void _softmax_backward_rows(const floating* dy, const floating* y, Py_ssize_t n,
+                                        Py_ssize_t c, floating* dx) noexcept nogil:
+    if floating is float:
+        pbn_softmax_backward_rows_f32(dy, y, n, c, dx)
+    else:
+        pbn_softmax_backward_rows_f64(dy, y, n, c, dx)
 
 
 cdef void _softmax_backward(const floating* dy, const floating* y, Py_ssize_t n, Py_ssize_t c,
@@ -224,7 +239,7 @@ cdef void _softmax_backward(const floating* dy, const floating* y, Py_ssize_t n,
     pbn_count(PBN_PATH_SOFTMAX_BACKWARD, nt)
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
         pbn_region_check(&reg)
-        _softmax_backward_row(dy + i * c, y + i * c, c, dx + i * c)
+        _softmax_backward_rows(dy + i * c, y + i * c, 1, c, dx + i * c)
         pbn_region_done(&reg)
     pbn_region_end(&reg, nt)
 

@@ -4,7 +4,8 @@ Each element's update is independent, so the result is identical for any thread 
 Hyperparameters are rounded to the parameter's dtype first, so a float32 model is updated
 in float32 arithmetic, as Keras does.
 
-Every update is a span function (a branch-free loop the compiler vectorises; option
+Every update is a span function (optim_spans.h: a branch-free loop the compiler vectorises,
+compiled for AVX-512, AVX2 and the baseline and picked per call by the ISA in use; option
 branches are taken once per span, outside the loop) run on one thread for small
 parameters, or over fixed spans by the OpenMP team.
 
@@ -15,9 +16,11 @@ parameter, gradient and state arrays are C-contiguous, of one dtype and of one s
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt, isfinite
+from libc.math cimport isfinite
 
 from cpython.pystate cimport PyThreadState
+from _isa cimport (init_isa_of_module, isa_of_module, pbn_reset_variants, set_isa_of_module,
+                  simulate_cpu_of_module, variant_isas_of_module, variants_of_module)
 from _runtime cimport backoff_of_module, pbn_set_backoff
 from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_OPTIM_UPDATE, counters_of_module,
                        pbn_count, pbn_region, pbn_region_begin, pbn_region_check,
@@ -27,6 +30,7 @@ from _lean cimport (disjoint_contiguous, lean_threads, plain_array, release_gil_
 
 cnp.import_array()
 pbn_runtime_init()
+init_isa_of_module()
 
 # Below this many elements an update stays on one thread (the 512 x 10 kernel and every
 # bias of the book's model; the 784 x 512 kernel is split). One definition: pbn_runtime.h.
@@ -50,85 +54,72 @@ def backoff_state():
 def set_backoff(bint on):
     """Turn this module's contention back-off on or off (and forget its history)."""
     pbn_set_backoff(on)
+
+
+def isa():
+    """The instruction set whose variant of this module's loops runs now: "avx512", "avx2"
+    or "portable" (PYBLASNN_ISA, else the best this CPU has)."""
+    return isa_of_module()
+
+
+def set_isa(name):
+    """Run this module's loops in their variant for this instruction set from now on
+    (pyblasnn._config.set_isa switches every module). ValueError for an unknown name or one
+    this CPU lacks, TypeError for a non-str."""
+    set_isa_of_module(name)
+
+
+def _simulate_cpu(best):
+    """Test hook: behave as if this CPU supported at most `best` ("avx2", "portable", ...;
+    None: what it really has). The ISA in use drops to `best` if it was above."""
+    simulate_cpu_of_module(best)
+
+
+def variant_isas():
+    """The ISAs with their own compiled variant of this module's loops, best first."""
+    return variant_isas_of_module()
+
+
+def variants_ran():
+    """{loop: [ISAs whose variant of it ran]} since the last reset_variants() (tests)."""
+    return variants_of_module()
+
+
+def reset_variants():
+    pbn_reset_variants()
+
+
 # Parallel work is cut into spans of this many elements.
 cdef Py_ssize_t SPAN = 8192
 
-cdef enum Rule:
-    RULE_SGD = 0
-    RULE_MOMENTUM = 1
-    RULE_NESTEROV = 2
-    RULE_RMSPROP = 3
-    RULE_RMSPROP_MOMENTUM = 4
+cdef extern from "optim_spans.h" nogil:
+    # the update rules (codes shared with C: pbn_rule in optim_spans.h)
+    ctypedef enum Rule "pbn_rule":
+        RULE_SGD "PBN_RULE_SGD"
+        RULE_MOMENTUM "PBN_RULE_MOMENTUM"
+        RULE_NESTEROV "PBN_RULE_NESTEROV"
+        RULE_RMSPROP "PBN_RULE_RMSPROP"
+        RULE_RMSPROP_MOMENTUM "PBN_RULE_RMSPROP_MOMENTUM"
+    void pbn_update_span_f32(Rule rule, float *w, float *s1, float *s2, const float *g,
+                             Py_ssize_t n, float lr, float m, float rho, float eps)
+    void pbn_update_span_f64(Rule rule, double *w, double *s1, double *s2, const double *g,
+                             Py_ssize_t n, double lr, double m, double rho, double eps)
 
 cdef struct Hyper:
     double lr, momentum, rho, eps
 
 
-cdef inline void _sgd_span(floating* w, const floating* g, Py_ssize_t n,
-                           floating lr) noexcept nogil:
-    """w := w - lr * g"""
-    cdef Py_ssize_t i
-    for i in range(n):
-        w[i] = w[i] - lr * g[i]
-
-
-cdef inline void _momentum_span(floating* w, floating* v, const floating* g, Py_ssize_t n,
-                                floating lr, floating m, bint nesterov) noexcept nogil:
-    """v := m*v - lr*g;  w := w + v  (nesterov: w := w + (m*v - lr*g))
-
-    g[i] is read once, into a local, before v[i] or w[i] is written: g may be v or w itself
-    (an exact alias; partial overlaps are refused by the validation)."""
-    cdef Py_ssize_t i
-    cdef floating vi, gi
-    if nesterov:
-        for i in range(n):
-            gi = g[i]
-            vi = m * v[i] - lr * gi
-            v[i] = vi
-            w[i] = w[i] + (m * vi - lr * gi)
-    else:
-        for i in range(n):
-            gi = g[i]
-            vi = m * v[i] - lr * gi
-            v[i] = vi
-            w[i] = w[i] + vi
-
-
-cdef inline void _rmsprop_span(floating* w, floating* a, floating* mom, const floating* g,
-                               Py_ssize_t n, floating lr, floating rho, floating m,
-                               floating eps) noexcept nogil:
-    """a := rho*a + (1-rho)*g^2;  d := lr*g / (sqrt(a) + eps);
-    w := w - d, or with momentum  mom := m*mom + d;  w := w - mom
-
-    g[i] is read once, into a local, before any state is written: g may be a or mom itself."""
-    cdef Py_ssize_t i
-    cdef floating ai, di, gi
-    cdef floating one_minus_rho = 1 - rho
-    if mom == NULL:
-        for i in range(n):
-            gi = g[i]
-            ai = rho * a[i] + one_minus_rho * gi * gi
-            a[i] = ai
-            w[i] = w[i] - lr * gi / (<floating>sqrt(ai) + eps)
-    else:
-        for i in range(n):
-            gi = g[i]
-            ai = rho * a[i] + one_minus_rho * gi * gi
-            a[i] = ai
-            di = m * mom[i] + lr * gi / (<floating>sqrt(ai) + eps)
-            mom[i] = di
-            w[i] = w[i] - di
-
-
 cdef inline void _update_span(Rule rule, floating* w, floating* s1, floating* s2,
                               const floating* g, Py_ssize_t n, Hyper h) noexcept nogil:
-    if rule == RULE_SGD:
-        _sgd_span(w, g, n, <floating>h.lr)
-    elif rule == RULE_MOMENTUM or rule == RULE_NESTEROV:
-        _momentum_span(w, s1, g, n, <floating>h.lr, <floating>h.momentum, rule == RULE_NESTEROV)
+    """One step of rule over a span (optim_spans.h), hyperparameters rounded to the dtype:
+    SGD  w := w - lr*g;  momentum  v := m*v - lr*g, w := w + v  (nesterov: w := w + m*v - lr*g);
+    RMSprop  a := rho*a + (1-rho)*g^2, d := lr*g / (sqrt(a) + eps), w := w - d, or with
+    momentum  mom := m*mom + d, w := w - mom"""
+    if floating is float:
+        pbn_update_span_f32(rule, w, s1, s2, g, n, <float>h.lr, <float>h.momentum,
+                            <float>h.rho, <float>h.eps)
     else:
-        _rmsprop_span(w, s1, s2, g, n, <floating>h.lr, <floating>h.rho, <floating>h.momentum,
-                      <floating>h.eps)
+        pbn_update_span_f64(rule, w, s1, s2, g, n, h.lr, h.momentum, h.rho, h.eps)
 
 
 cdef void _update(Rule rule, floating* w, floating* s1, floating* s2, const floating* g,
