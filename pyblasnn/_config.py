@@ -56,6 +56,12 @@ def _kernel_modules():
     return (elementwise, linalg, loss, optim)
 
 
+def _loop_modules():
+    """The modules whose loops are compiled once per ISA, by the names show_config uses."""
+    from ._kernels import elementwise, loss, optim
+    return {"element-wise": elementwise, "loss": loss, "optimizer": optim}
+
+
 def path_counters():
     """{kernel path: (calls, parallel entries)} since the last reset_path_counters().
 
@@ -101,6 +107,57 @@ def thread_backoff():
     return {"enabled": all(s["enabled"] for s in states),
             "contended_regions": sum(s["contended_regions"] for s in states),
             "backing_off": any(s["backing_off"] for s in states)}
+
+
+def set_isa(isa):
+    """Run every kernel on this instruction set from now on: "avx512", "avx2" or "portable".
+
+    Each kernel module (the GEMM engine and the element-wise, loss and optimizer loops) keeps
+    its own copy of the choice; this sets all of them, so they stay together. PYBLASNN_ISA
+    makes the same choice for all of them at import; this is the switch for tests, which
+    compare the ISAs' results bit for bit. TypeError for a non-str, ValueError for an
+    unknown name or one this CPU lacks (then nothing changes).
+    """
+    for mod in _kernel_modules():
+        mod.set_isa(isa)
+
+
+def kernel_isas():
+    """{kernel module: the ISA it uses now} for the GEMM engine ("linalg") and the
+    element-wise, loss and optimizer modules."""
+    return {mod.__name__.rsplit(".", 1)[1]: mod.isa() for mod in _kernel_modules()}
+
+
+def variants_ran():
+    """{loop: [ISAs whose compiled variant of it ran]} over the element-wise, loss and
+    optimizer modules since reset_variants(): the proof that an ISA's code really ran."""
+    res = {}
+    for mod in _loop_modules().values():
+        for loop, isas in mod.variants_ran().items():
+            res[loop] = [i for i in ("avx512", "avx2", "portable")
+                         if i in isas or i in res.get(loop, ())]
+    return res
+
+
+def reset_variants():
+    """Forget which loop variants ran."""
+    for mod in _loop_modules().values():
+        mod.reset_variants()
+
+
+def _simulate_cpu(best):
+    """Test hook: every kernel module behaves as if this CPU supported at most `best`
+    ("avx2", "portable", ...; None: what it really has)."""
+    for mod in _kernel_modules():
+        mod._simulate_cpu(best)
+
+
+def _loop_isa_summary():
+    """The loops' ISA in words: one name when every module agrees, else each module's."""
+    isas = {name: mod.isa() for name, mod in _loop_modules().items()}
+    if len(set(isas.values())) == 1:
+        return next(iter(isas.values()))
+    return ", ".join(f"{name} {isa}" for name, isa in isas.items())
 
 
 def kernel_constants():
@@ -166,6 +223,8 @@ def config_info():
         "gemm_isa_env": os.environ.get("PYBLASNN_ISA") or None,
         "gemm_kernel": _la.kernel_name(),
         "gemm_paths": _la.gemm_paths(),
+        "loop_isa": _loop_isa_summary(),
+        "loop_variants": _loop_modules()["element-wise"].variant_isas(),
         "constants": kernel_constants(),
         "cpu": _cpu_model(),
         "python": sys.version.split()[0],
@@ -175,7 +234,8 @@ def config_info():
 
 
 def show_config(file=None):
-    """Print version, OpenMP on/off, threads, the GEMM ISA and paths in use and NumPy's BLAS."""
+    """Print version, OpenMP on/off, threads, the ISA and paths in use (GEMM and the other
+    loops) and NumPy's BLAS."""
     info = config_info()
     lines = [
         f"pyblasnn {info['pyblasnn']}",
@@ -190,6 +250,8 @@ def show_config(file=None):
            else "PYBLASNN_ISA unset: the best one)"),
         f"  GEMM kernel:  {info['gemm_kernel']}",
         f"  GEMM paths:   {info['gemm_paths']}",
+        f"  loop ISA:     {info['loop_isa']} (element-wise, loss and optimizer loops; "
+        f"compiled for {', '.join(info['loop_variants'])})",
         f"  CPU:          {info['cpu']}",
         f"  Python:       {info['python']}",
         f"  NumPy:        {info['numpy']} (BLAS: {info['numpy_blas']})",
