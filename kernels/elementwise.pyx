@@ -140,6 +140,16 @@ cdef extern from "elementwise_spans.h" nogil:
                                        Py_ssize_t sy, const double *dz, double *dx,
                                        double *dy, Py_ssize_t n)
     double pbn_sum_span_f64(const double *x, Py_ssize_t n)
+    bint pbn_binary_rows_f32(BinaryOp op, const float *x, Py_ssize_t rsx, Py_ssize_t sx,
+                             const float *y, Py_ssize_t rsy, Py_ssize_t sy, float *z,
+                             Py_ssize_t rows, Py_ssize_t cols)
+    bint pbn_binary_rows_f64(BinaryOp op, const double *x, Py_ssize_t rsx, Py_ssize_t sx,
+                             const double *y, Py_ssize_t rsy, Py_ssize_t sy, double *z,
+                             Py_ssize_t rows, Py_ssize_t cols)
+    void pbn_add_rows_f32(const float *a, Py_ssize_t lda, Py_ssize_t rows, float *acc,
+                          Py_ssize_t w)
+    void pbn_add_rows_f64(const double *a, Py_ssize_t lda, Py_ssize_t rows, double *acc,
+                          Py_ssize_t w)
 
 
 cdef inline void relu_span(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
@@ -305,6 +315,17 @@ cdef void binary_kernel(BinaryOp op, int ndim,
     pbn_region_end(&reg, nt)
 
 
+cdef inline bint binary_rows_2d(BinaryOp op, const floating *x, Py_ssize_t rsx, Py_ssize_t sx,
+                                const floating *y, Py_ssize_t rsy, Py_ssize_t sy,
+                                floating *z, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """rows of a 2-D z := x op y on the span loops (one pick for all rows) when the inner
+    strides are 1 or 0; False (nothing done) otherwise"""
+    if floating is float:
+        return pbn_binary_rows_f32(op, x, rsx, sx, y, rsy, sy, z, rows, cols)
+    else:
+        return pbn_binary_rows_f64(op, x, rsx, sx, y, rsy, sy, z, rows, cols)
+
+
 cdef void binary_rows(BinaryOp op, int ndim, const Py_ssize_t *shape,
                       const floating *x, const Py_ssize_t *xs,
                       const floating *y, const Py_ssize_t *ys,
@@ -312,6 +333,9 @@ cdef void binary_rows(BinaryOp op, int ndim, const Py_ssize_t *shape,
     """rows r0..r1-1 (over all axes but the last) of z := x op y"""
     cdef Py_ssize_t inner = shape[ndim - 1], r, rest, off_x, off_y, idx
     cdef int d
+    if ndim == 2 and binary_rows_2d(op, x + r0 * xs[0], xs[0], xs[1], y + r0 * ys[0], ys[0],
+                                    ys[1], z + r0 * inner, r1 - r0, inner):
+        return
     for r in range(r0, r1):
         rest = r
         off_x = 0
@@ -453,6 +477,15 @@ cdef inline void add_into(floating *acc, const floating *x, Py_ssize_t n) noexce
         pbn_add_span_f64(acc, x, acc, n)
 
 
+cdef inline void add_rows(const floating *a, Py_ssize_t lda, Py_ssize_t rows, floating *acc,
+                          Py_ssize_t w) noexcept nogil:
+    """acc[j] += a[i*lda + j] for j < w, rows i added in order 0..rows-1"""
+    if floating is float:
+        pbn_add_rows_f32(a, lda, rows, acc, w)
+    else:
+        pbn_add_rows_f64(a, lda, rows, acc, w)
+
+
 cdef inline floating sum_of(const floating *x, Py_ssize_t n) noexcept nogil:
     """sum of x[0..n) in a fixed order"""
     if floating is float:
@@ -483,8 +516,8 @@ cdef void column_sum_kernel(const floating *a,   # IN  (rows, cols) C-contiguous
         w = min(block, cols - j0)
         for i in range(w):
             out[j0 + i] = a[j0 + i] if rows > 0 else 0
-        for i in range(1, rows):
-            add_into(out + j0, a + i * cols + j0, w)
+        if rows > 1:
+            add_rows(a + cols + j0, cols, rows - 1, out + j0, w)
         pbn_region_done(&reg)
     pbn_region_end(&reg, nt)
 

@@ -115,6 +115,12 @@ cdef extern from "loss_spans.h" nogil:
                                        Py_ssize_t c, double *dx)
 
 
+cdef inline Py_ssize_t _rows_per_task(Py_ssize_t c) noexcept nogil:
+    """Rows of c classes given to a thread at a time: about PBN_XENT_WORK elements, so each
+    call of a row loop (through the ISA's table) has a block of rows to amortise it."""
+    return max(1, PBN_XENT_WORK // c)
+
+
 cdef inline Py_ssize_t _softmax_xent_rows(const floating* z, Py_ssize_t n, Py_ssize_t c,
                                           const Py_ssize_t* labels, floating* dz, double scale,
                                           double* row_loss) noexcept nogil:
@@ -135,7 +141,7 @@ cdef double _sparse_softmax_xent(const floating* logits, Py_ssize_t n, Py_ssize_
     cdef Py_ssize_t correct = 0, failed = 0
     cdef double total = 0.0
     cdef double scale = 1.0 / n
-    cdef Py_ssize_t rows = max(1, PBN_XENT_WORK // c)   # one scratch block per task
+    cdef Py_ssize_t rows = _rows_per_task(c)   # one scratch block per task
     cdef pbn_region reg
     cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, (n + rows - 1) // rows))
     pbn_count(PBN_PATH_SOFTMAX_XENT, nt)
@@ -180,20 +186,25 @@ cdef double _sparse_xent_probs(const floating* probs, Py_ssize_t n, Py_ssize_t c
     """mean_i(-log(clip(P_i[y_i], eps, 1 - eps)));  dP[i, y_i] := -1 / (n P_i[y_i]) inside the
     clip range, every other dP := 0
     IN probs (n, c), labels (n,); OUT dprobs (n, c) or NULL, row_loss (n,), n_correct."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, b, r0
     cdef Py_ssize_t correct = 0
     cdef double total = 0.0
     cdef double scale = 1.0 / n if n > 0 else 0.0
+    cdef Py_ssize_t rows = _rows_per_task(c), n_tasks = (n + rows - 1) // rows
     cdef pbn_region reg
-    cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, n))
+    cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, n_tasks))
     pbn_count(PBN_PATH_XENT_PROBS, nt)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        pbn_region_check(&reg)
-        correct += _xent_probs_rows(probs + i * c, 1, c, labels + i,
-                                    dprobs + i * c if dprobs != NULL else NULL, scale, eps,
-                                    row_loss + i)
-        pbn_region_done(&reg)
-    pbn_region_end(&reg, nt)
+    if nt == 1:
+        correct = _xent_probs_rows(probs, n, c, labels, dprobs, scale, eps, row_loss)
+    else:
+        for b in prange(n_tasks, nogil=True, schedule="static", num_threads=nt):
+            pbn_region_check(&reg)
+            r0 = b * rows
+            correct += _xent_probs_rows(probs + r0 * c, min(rows, n - r0), c, labels + r0,
+                                        dprobs + r0 * c if dprobs != NULL else NULL, scale,
+                                        eps, row_loss + r0)
+            pbn_region_done(&reg)
+        pbn_region_end(&reg, nt)
     for i in range(n):
         total += row_loss[i]
     n_correct[0] = correct
@@ -211,13 +222,17 @@ cdef inline void _softmax_rows(const floating* x, Py_ssize_t n, Py_ssize_t c,
 cdef void _softmax(const floating* x, Py_ssize_t n, Py_ssize_t c, floating* y,
                    int n_threads) noexcept nogil:
     """Y_i := exp(X_i - max X_i) / sum(exp(X_i - max X_i))   IN x (n, c); OUT y (n, c), may be x"""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t b, r0, rows = _rows_per_task(c), n_tasks = (n + rows - 1) // rows
     cdef pbn_region reg
-    cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, n))
+    cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, n_tasks))
     pbn_count(PBN_PATH_SOFTMAX, nt)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+    if nt == 1:
+        _softmax_rows(x, n, c, y)
+        return
+    for b in prange(n_tasks, nogil=True, schedule="static", num_threads=nt):
         pbn_region_check(&reg)
-        _softmax_rows(x + i * c, 1, c, y + i * c)
+        r0 = b * rows
+        _softmax_rows(x + r0 * c, min(rows, n - r0), c, y + r0 * c)
         pbn_region_done(&reg)
     pbn_region_end(&reg, nt)
 
@@ -233,13 +248,17 @@ cdef inline void _softmax_backward_rows(const floating* dy, const floating* y, P
 cdef void _softmax_backward(const floating* dy, const floating* y, Py_ssize_t n, Py_ssize_t c,
                             floating* dx, int n_threads) noexcept nogil:
     """dX_i := Y_i * (dY_i - <dY_i, Y_i>)   IN dy, y (n, c); OUT dx (n, c), may be dy"""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t b, r0, rows = _rows_per_task(c), n_tasks = (n + rows - 1) // rows
     cdef pbn_region reg
-    cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, n))
+    cdef int nt = pbn_region_begin(&reg, _threads_for(n * c, n_threads, n_tasks))
     pbn_count(PBN_PATH_SOFTMAX_BACKWARD, nt)
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+    if nt == 1:
+        _softmax_backward_rows(dy, y, n, c, dx)
+        return
+    for b in prange(n_tasks, nogil=True, schedule="static", num_threads=nt):
         pbn_region_check(&reg)
-        _softmax_backward_rows(dy + i * c, y + i * c, 1, c, dx + i * c)
+        r0 = b * rows
+        _softmax_backward_rows(dy + r0 * c, y + r0 * c, min(rows, n - r0), c, dx + r0 * c)
         pbn_region_done(&reg)
     pbn_region_end(&reg, nt)
 

@@ -47,12 +47,13 @@ PBN_VARIANT_TABLE(pbn_optim_loops, f64);
 
 /* One step of `rule` over n elements with the ISA in use: w the parameter, s1 its first
  * state (velocity / accumulator), s2 its second (RMSprop's momentum), g the gradient;
- * hyperparameters already rounded to the dtype. */
+ * hyperparameters already rounded to the dtype. Long spans run in two calls split where w
+ * reaches a cache line (pbn_align_head). */
 #define PBN_OPTIM_DISPATCH(T, SUF)                                                         \
-static inline void pbn_update_span_##SUF(pbn_rule rule, T *w, T *s1, T *s2, const T *g,    \
-                                         ptrdiff_t n, T lr, T m, T rho, T eps)             \
+static inline void pbn_update_loop_##SUF(const pbn_optim_loops_##SUF *k, pbn_rule rule,    \
+                                         T *w, T *s1, T *s2, const T *g, ptrdiff_t n,      \
+                                         T lr, T m, T rho, T eps)                          \
 {                                                                                          \
-    const pbn_optim_loops_##SUF *k = PBN_OPTIM(SUF);                                       \
     switch (rule) {                                                                        \
     case PBN_RULE_SGD:       k->sgd(w, g, n, lr); break;                                   \
     case PBN_RULE_MOMENTUM:  k->momentum(w, s1, g, n, lr, m); break;                       \
@@ -60,6 +61,15 @@ static inline void pbn_update_span_##SUF(pbn_rule rule, T *w, T *s1, T *s2, cons
     case PBN_RULE_RMSPROP:   k->rmsprop(w, s1, g, n, lr, rho, eps); break;                 \
     default:                 k->rmsprop_momentum(w, s1, s2, g, n, lr, rho, m, eps); break; \
     }                                                                                      \
+}                                                                                          \
+static inline void pbn_update_span_##SUF(pbn_rule rule, T *w, T *s1, T *s2, const T *g,    \
+                                         ptrdiff_t n, T lr, T m, T rho, T eps)             \
+{                                                                                          \
+    const pbn_optim_loops_##SUF *k = PBN_OPTIM(SUF);                                       \
+    const ptrdiff_t h = pbn_align_head(w, sizeof(T), n);                                   \
+    if (h) pbn_update_loop_##SUF(k, rule, w, s1, s2, g, h, lr, m, rho, eps);               \
+    pbn_update_loop_##SUF(k, rule, w + h, s1 ? s1 + h : NULL, s2 ? s2 + h : NULL, g + h,   \
+                          n - h, lr, m, rho, eps);                                         \
 }
 PBN_OPTIM_DISPATCH(float, f32)
 PBN_OPTIM_DISPATCH(double, f64)

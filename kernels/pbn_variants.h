@@ -47,36 +47,19 @@
 /* Bit i set: ISA i has its own compiled copy of the loops. */
 #define PBN_VARIANT_ISAS (PBN_VARIANTS_COMPILED ? 7 : 1)
 
-/* How many of the first n elements of `size` bytes at p lie before p's next 64-byte
- * boundary. */
-static inline ptrdiff_t pbn_align_head(const void *p, size_t size, ptrdiff_t n)
+/* Where a dispatcher splits a span of n elements of `size` bytes written at out: the count
+ * before out's next 64-byte boundary (0 for spans under 256 elements, where the second
+ * call would cost more than it saves). Calling the loop on [0, head) and then on
+ * [head, n) makes the vector loop's stores whole cache lines (and its loads too, from
+ * inputs aligned like out): NumPy aligns arrays to 16 bytes only, and with stores that
+ * straddle two lines relu on 1e5 floats in L2 took 10.4 us with AVX-512 and 11.8 with AVX2,
+ * with aligned ones 7.5 and 7.9 (SSE: 10.3). Only for loops whose elements are
+ * independent, so no result depends on where the split falls. */
+static inline ptrdiff_t pbn_align_head(const void *out, size_t size, ptrdiff_t n)
 {
-    const ptrdiff_t head = (ptrdiff_t)(((64 - ((uintptr_t)p & 63)) & 63) / size);
-    return head < n ? head : n;
+    if (n < 256) return 0;
+    return (ptrdiff_t)(((64 - ((uintptr_t)out & 63)) & 63) / size);
 }
-
-/* the compiler forgets what it knows of v's value (and so cannot merge loops over it) */
-#if defined(__GNUC__)
-#define PBN_OPAQUE(v) __asm__("" : "+r"(v))
-#else
-#define PBN_OPAQUE(v) ((void)0)
-#endif
-
-/* for (i = 0; i < n; i++) { body }, run as two loops split where out + i reaches a 64-byte
- * boundary, so that the vector loop's stores never straddle two cache lines (nor its loads
- * from inputs aligned like out). NumPy aligns arrays to 16 bytes only; with unaligned
- * stores relu on 1e5 floats in L2 took 10.4 us with AVX-512 and 11.8 with AVX2, with aligned
- * ones 7.5 and 7.9 (SSE: 10.3). Only for loops whose elements are independent, so no result
- * depends on where the split falls. */
-#define PBN_EACH_ALIGNED(i, n, out, ...)                                                    \
-    do {                                                                                   \
-        const ptrdiff_t pbn_n_ = (n);                                                      \
-        const ptrdiff_t pbn_head_ = pbn_align_head((out), sizeof *(out), pbn_n_);          \
-        ptrdiff_t i = 0;                                                                   \
-        for (; i < pbn_head_; i++) { __VA_ARGS__ }                                         \
-        PBN_OPAQUE(i);                  /* keeps the compiler from fusing the two loops */ \
-        for (; i < pbn_n_; i++) { __VA_ARGS__ }                                            \
-    } while (0)
 
 #define PBN_V_CAT3_(a, b, c) pbn_##a##_##b##_##c
 #define PBN_V_CAT3(a, b, c) PBN_V_CAT3_(a, b, c)
