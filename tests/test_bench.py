@@ -2,7 +2,9 @@
 
 Runs ``python -m pyblasnn.bench`` in its quick mode on tiny sizes (``--tiny``) and checks the
 table, the JSON and the markdown it produced; a deliberately wrong kernel must make its row
-FAILED and the exit code non-zero.
+FAILED and the exit code non-zero, and a worker process that crashes or hangs must give a
+FAILED row with the reason. Faults and fake data reach the worker processes through
+``workers.INIT`` and the hooks in _bench_hooks.py.
 """
 import json
 import os
@@ -10,7 +12,8 @@ import os
 import numpy as np
 import pytest
 
-from pyblasnn.bench import cases, discover, epoch, harness, report
+import _bench_hooks
+from pyblasnn.bench import cases, epoch, harness, report, workers
 from pyblasnn.bench.check import assert_close
 from pyblasnn.bench.numpy_mlp import NumpyMLP, init_params
 
@@ -78,9 +81,33 @@ def test_table_and_markdown(tiny_run):
     assert md_rows and len(md_rows) == sum(r["kernel"] == "relu" for r in ok)
 
 
+def test_each_library_is_timed_in_a_worker_process_of_its_own(tiny_run):
+    """Every timed row names the worker process of each competitor: none is the harness's
+    own process, no two competitors of a row share one, and each competitor keeps its
+    worker for the whole run (started once, not per row or sample)."""
+    _, data, text, md, _ = tiny_run
+    assert data["settings"]["separate_processes"] is True
+    assert "processes: each library timed in a worker process of its own" in md
+    assert "processes: each library" in text
+    pids = {}
+    for r in data["rows"]:
+        if r["status"] != "ok":
+            continue
+        assert set(r["workers"]) == set(r["times"]), r["kernel"]
+        assert os.getpid() not in r["workers"].values()
+        assert len(set(r["workers"].values())) == len(r["workers"]), r["workers"]
+        for who, pid in r["workers"].items():
+            pids.setdefault(who, set()).add(pid)
+    assert {"pyblasnn", "numpy", "python"} <= set(pids)
+    assert all(len(p) == 1 for p in pids.values()), pids
+    # the BLAS record comes from inside the NumPy worker
+    m = data["machine"]
+    assert m["blas_from"] == f"numpy worker (pid {next(iter(pids['numpy']))})"
+    assert any(b.get("user_api") == "blas" and "architecture" in b for b in m["blas"])
+
+
 def test_wrong_kernel_is_failed_and_exit_code_nonzero(tmp_path, monkeypatch, capsys):
-    import pyblasnn.ops
-    monkeypatch.setattr(pyblasnn.ops, "relu", lambda x, out=None, n_threads=None: np.abs(x))
+    monkeypatch.setattr(workers, "INIT", _bench_hooks.wrong_relu)
     rc = harness.main(["--tiny", "--only", "relu", "--no-epoch", "--no-plots",
                        "--out", str(tmp_path)])
     assert rc == 1
@@ -90,6 +117,32 @@ def test_wrong_kernel_is_failed_and_exit_code_nonzero(tmp_path, monkeypatch, cap
     assert "FAILED relu" in capsys.readouterr().out
     # relu_backward matched --only too and is still right
     assert all(r["status"] == "ok" for r in data["rows"] if r["kernel"] == "relu_backward")
+
+
+@pytest.mark.parametrize("hook, why", [(_bench_hooks.crashing_relu, "died (exit code 3)"),
+                                       (_bench_hooks.hanging_relu, "no answer within 6 s")])
+def test_a_worker_that_crashes_or_hangs_gives_a_failed_row(hook, why, tmp_path, monkeypatch):
+    """The pyblasnn worker exits, or hangs, inside relu: the relu row is FAILED with the
+    reason (within the timeout for the hang), and the next row still runs in a new worker."""
+    monkeypatch.setattr(workers, "INIT", hook)
+    # the glob selects relu and relu_backward only (not book_add_relu, which calls relu too)
+    rc = harness.main(["--tiny", "--only", "[r]elu*", "--no-epoch", "--no-plots",
+                       "--worker-timeout", "6", "--out", str(tmp_path)])
+    assert rc == 1
+    rows = json.loads((tmp_path / "partial.json").read_text())["rows"]
+    assert {r["kernel"] for r in rows} == {"relu", "relu_backward"}
+    relu = [r for r in rows if r["kernel"] == "relu"]
+    assert relu and all(r["status"] == "FAILED" for r in relu)
+    assert all(r["reason"].startswith("pyblasnn worker") and why in r["reason"] for r in relu)
+    assert all(r["status"] == "ok" for r in rows if r["kernel"] == "relu_backward")
+
+
+def test_worker_reports_errors_and_survives_them():
+    with workers.Workers(timeout_s=60) as pool:
+        pid = pool.pid("w")
+        with pytest.raises(workers.JobError, match="IndexError"):
+            pool.call("w", harness.prepare_competitor, "tiny", 10 ** 6, 1, "numpy")
+        assert pool.pid("w") == pid
 
 
 def test_only_glob_and_thread_list(tmp_path, capsys):
@@ -133,17 +186,9 @@ def test_check_rejects_wrong_values_shapes_and_dtypes():
         assert_close((a,), (a, a), np.float32)
 
 
-def _synthetic(n, rng):
-    # 10 separable clusters in 784-d: an MLP must learn them quickly
-    centers = rng.random((10, 784)).astype(np.float32)
-    y = rng.integers(0, 10, n)
-    x = centers[y] + 0.05 * rng.standard_normal((n, 784)).astype(np.float32)
-    return x.astype(np.float32), y.astype(np.intp)
-
-
 def test_numpy_trainer_learns():
     rng = np.random.default_rng(0)
-    x, y = _synthetic(1024, rng)
+    x, y = _bench_hooks.synthetic_digits(1024, 0)
     t = NumpyMLP(x, y, learning_rate=0.05, params=init_params(rng))
     before = t.accuracy(x, y)
     for _ in range(3):
@@ -162,50 +207,68 @@ def test_numpy_softmax_cross_entropy_matches_the_definition():
     np.testing.assert_allclose(grad, (p - onehot) / 7, rtol=1e-12, atol=1e-15)
 
 
-def test_epoch_row_skips_without_mnist(monkeypatch):
-    def unavailable():
-        raise discover.Unavailable("no MNIST here")
-    monkeypatch.setattr(discover, "mnist_load_data", unavailable)
-    row = epoch.run_epochs(1, "tiny")
-    assert row["status"] == "skipped" and "no MNIST here" in row["reason"]
+def test_epoch_row_skips_without_mnist(tmp_path):
+    bad = tmp_path / "mnist.npz"
+    bad.write_bytes(b"not an npz file")
+    row = epoch.run_epochs(1, "tiny", mnist_path=str(bad), trainers=("numpy",))
+    assert row["status"] == "skipped" and "MNIST could not be loaded" in row["reason"]
 
 
-def _fake_mnist(monkeypatch, seed):
-    """A 512 / 188 split of synthetic digits served as pyblasnn.datasets.mnist.load_data."""
-    x, y = _synthetic(700, np.random.default_rng(seed))
-    imgs = (np.clip(x, 0, 1) * 255).astype(np.uint8).reshape(-1, 28, 28)
-
-    def load_data(path=None):
-        return (imgs[:512], y[:512].astype(np.uint8)), (imgs[512:], y[512:].astype(np.uint8))
-    monkeypatch.setattr(discover, "mnist_load_data", lambda: load_data)
+def _optional(module, row, trainer):
+    """The trainer of an optional library ran, or says that the library is not importable."""
+    if trainer not in row["times"]:
+        assert f"{module} not importable" in row["unavailable"][trainer]
+        return False
+    assert trainer not in row["unavailable"]
+    return True
 
 
 def test_epoch_row_on_synthetic_data(monkeypatch):
-    _fake_mnist(monkeypatch, 2)
-    row = report.derive(epoch.run_epochs(1, "tiny", trainers=("pyblasnn", "numpy")))
+    """Every trainer in its own worker, from the same initial weights and shuffles; the
+    torch row runs when torch is importable and says why not otherwise."""
+    monkeypatch.setattr(workers, "INIT", _bench_hooks.fake_mnist)
+    row = report.derive(epoch.run_epochs(1, "tiny"))
     assert row["status"] == "ok"
+    assert row["shape"].endswith("512 train / 188 test samples")
     assert row["times"]["numpy"]["repeats"] == 1
-    assert 0.0 <= row["accuracy"]["numpy"] <= 1.0
+    assert all(0.0 <= a <= 1.0 for a in row["accuracy"].values())
     # pyblasnn either trained or says why not (frontend not merged yet)
     assert ("pyblasnn" in row["times"]) != ("pyblasnn" in row["unavailable"])
+    _optional("torch", row, "pytorch")
+    pids = list(row["workers"].values())
+    assert set(row["workers"]) == set(row["times"])
+    assert os.getpid() not in pids and len(set(pids)) == len(pids)
+
+
+def test_a_trainer_whose_worker_dies_is_reported_and_the_others_run(monkeypatch):
+    monkeypatch.setattr(workers, "INIT", _bench_hooks.fake_mnist_and_crashing_numpy_trainer)
+    row = epoch.run_epochs(1, "tiny", trainers=("pyblasnn", "numpy"))
+    assert row["status"] == "ok" and "pyblasnn" in row["times"]
+    assert "numpy" not in row["times"]
+    assert row["unavailable"]["numpy"] == ("failed: numpy worker died (exit code 3) during "
+                                           "setup_trainer")
+    assert any("mnist_epoch[NumPy]: failed: numpy worker died" in line
+               for line in report.problems({"rows": [row]}))
 
 
 def test_from_scratch_row_runs_the_listing_beside_fit(monkeypatch):
     from pyblasnn.bench import tape_epoch
-    _fake_mnist(monkeypatch, 3)
+    monkeypatch.setattr(workers, "INIT", _bench_hooks.fake_mnist)
     # the listing beside these tests: an installed pyblasnn has no examples/ next to it
-    listing = tape_epoch.load_listing(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                   os.pardir, "examples", "from_scratch.py"))
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples",
+                        "from_scratch.py")
+    listing = tape_epoch.load_listing(path)
     for name in ("NaiveDense", "NaiveSequential", "BatchGenerator", "one_training_step",
                  "update_weights", "fit", "optimizer"):
         assert name in listing, name
-    start = [w.numpy() for w in listing["model"].weights]
-    row = tape_epoch.run_tape_epochs(1, "tiny", listing=listing)
-    assert row["status"] == "ok", row.get("reason")
+    with workers.Workers() as pool:
+        row = tape_epoch.run_tape_epochs(1, "tiny", listing_path=path, pool=pool)
+        assert row["status"] == "ok", row.get("reason")
+        # the listing's fit really trained its model, in its worker
+        assert pool.call("from_scratch", _bench_hooks.weights_moved)
     assert set(row["times"]) == {"from_scratch", "sequential_fit"}
+    assert len(set(row["workers"].values())) == 2
     assert row["x_fit"] > 0 and all(0 <= a <= 1 for a in row["accuracy"].values())
-    # the listing's fit really trained its model
-    assert any(not np.array_equal(w.numpy(), s) for w, s in zip(listing["model"].weights, start))
     head, body = tape_epoch.tape_table([row])
     assert len(body) == 2 and body[0][0].startswith("book listing")
 

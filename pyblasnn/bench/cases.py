@@ -2,8 +2,12 @@
 
 A Case names a kernel row (``kernel``, ``shape``, ``dtype``) and knows how to make its data
 (``setup(rng)``) and its competitors for a thread count (``make(data, n_threads)`` ->
-``{"pyblasnn": fn, "numpy": fn, ...}``, zero-argument callables; an optional ``"_check"``
-entry replaces the default comparison of every competitor's return value with NumPy's).
+``{"pyblasnn": fn, "numpy": fn, ...}``, zero-argument callables, the keys listed in
+``competitors``). Each competitor runs in a worker process of its own, which builds the
+data from the case's seed (``case_rng``), so all of them get the same operands. Before
+timing, every competitor's return value is compared with NumPy's; an optional
+``"_values"`` entry (``{competitor: fn}``) gives the values to compare instead, for
+competitors whose return value is not the result (in-place updates, preallocated outputs).
 pyblasnn functions are looked up by name when a case runs (discover.py), so a kernel that is
 not merged yet makes its rows "skipped" and a merged one is picked up without edits here.
 """
@@ -15,6 +19,8 @@ import numpy as np
 from . import discover
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
+#: Operands of case i of a mode come from default_rng([SEED, i]): the same in every worker.
+SEED = 12345
 
 #: Sizes per mode. "full" is the recorded benchmark, "quick" the CI smoke run (< 1 min),
 #: "tiny" the test suite's run of the quick mode on minimal sizes.
@@ -103,6 +109,12 @@ class Case:
     section: str = "kernels"
     note: str = ""
     extra: dict = field(default_factory=dict)
+    competitors: tuple = ("pyblasnn", "numpy")   # keys of make()'s dict, in timing order
+
+
+def case_rng(index):
+    """The random generator case `index` of all_cases(mode) builds its operands from."""
+    return np.random.default_rng([SEED, index])
 
 
 def _uniform(rng, shape, dtype, low=-1.0, high=1.0):
@@ -383,31 +395,30 @@ def _softmax_cases(sz):
             logits, labels = d
             dl = np.empty_like(logits)
 
-            def check():
-                from .check import assert_close
+            def values():
                 loss, _ = sce(logits, labels, out=dl, n_threads=nt)
-                ref_loss, ref_dl = numpy_softmax_cross_entropy(logits, labels)
-                assert_close(np.float64(loss), np.float64(ref_loss), F32, k=10, what="loss")
-                assert_close(dl, ref_dl, F32, k=10, what="dlogits")
+                return np.float64(loss), dl.copy()
+
+            def ref_values():
+                loss, grad = numpy_softmax_cross_entropy(logits, labels)
+                return np.float64(loss), grad
             return {"pyblasnn": lambda: sce(logits, labels, out=dl, n_threads=nt),
-                    "numpy": lambda: numpy_softmax_cross_entropy(logits, labels), "_check": check}
+                    "numpy": lambda: numpy_softmax_cross_entropy(logits, labels),
+                    "_values": {"pyblasnn": values, "numpy": ref_values}}
 
         def make_fwd(d, nt):
             sce = discover.fused("sparse_softmax_cross_entropy")
             logits, labels = d
-
-            def check():
-                from .check import assert_close
-                loss, _ = sce(logits, labels, n_threads=nt)
-                ref_loss, _ = numpy_softmax_cross_entropy(logits, labels, with_grad=False)
-                assert_close(np.float64(loss), np.float64(ref_loss), F32, k=10, what="loss")
             return {"pyblasnn": lambda: sce(logits, labels, n_threads=nt),
                     "numpy": lambda: numpy_softmax_cross_entropy(logits, labels, False),
-                    "_check": check}
+                    "_values": {
+                        "pyblasnn": lambda: np.float64(sce(logits, labels, n_threads=nt)[0]),
+                        "numpy": lambda: np.float64(
+                            numpy_softmax_cross_entropy(logits, labels, False)[0])}}
         cases.append(Case("softmax_ce_forward", f"({n},10) loss", "float32", "fused", setup,
-                          make_fwd, size=n * 10))
+                          make_fwd, size=n * 10, k=10))
         cases.append(Case("softmax_ce", f"({n},10) loss+dlogits", "float32", "fused", setup,
-                          make, size=n * 10,
+                          make, size=n * 10, k=10,
                           note="pyblasnn writes dlogits into a preallocated buffer"))
     return cases
 
@@ -428,24 +439,21 @@ def _sgd_case():
 
     def make(d, nt):
         upd = discover.fused("sgd_momentum_update")
+
+        def pyblasnn_step(state):
+            for w, v, g in state:
+                upd(w, v, g, lr, mom, n_threads=nt)
+
+        def one_step(step):
+            """w and v of every array after one step from the case's starting state."""
+            state = [(w.copy(), v.copy(), g) for w, v, g in d]
+            step(state)
+            return [a for w, v, _ in state for a in (w, v)]
         mine = [(w.copy(), v.copy(), g) for w, v, g in d]
         theirs = [(w.copy(), v.copy(), g) for w, v, g in d]
-
-        def pyblasnn_step():
-            for w, v, g in mine:
-                upd(w, v, g, lr, mom, n_threads=nt)
-
-        def check():
-            from .check import assert_close
-            a = [(w.copy(), v.copy(), g) for w, v, g in d]
-            b = [(w.copy(), v.copy(), g) for w, v, g in d]
-            for w, v, g in a:
-                upd(w, v, g, lr, mom, n_threads=nt)
-            numpy_step(b)
-            for (wa, va, _), (wb, vb, _) in zip(a, b):
-                assert_close(wa, wb, F32, what="w")
-                assert_close(va, vb, F32, what="v")
-        return {"pyblasnn": pyblasnn_step, "numpy": lambda: numpy_step(theirs), "_check": check}
+        return {"pyblasnn": lambda: pyblasnn_step(mine), "numpy": lambda: numpy_step(theirs),
+                "_values": {"pyblasnn": lambda: one_step(pyblasnn_step),
+                            "numpy": lambda: one_step(numpy_step)}}
     return Case("sgd_momentum", f"{total:,} params (4 arrays)", "float32", "fused", setup, make,
                 size=total, note="NumPy: v *= m; v -= lr*g; w += v per array")
 
@@ -486,8 +494,10 @@ def book_case(rounds, section="kernels", python_rounds=None):
     note = "book (DLwP ch.2, 1000 rounds): pure Python 2.45 s, NumPy 0.02 s"
     if section == "pure_python" and python_rounds != rounds:
         note += f"; pure Python timed on {python_rounds} rounds, scaled x{rounds // python_rounds}"
+    competitors = ("python", "pyblasnn", "numpy") if section == "pure_python" else (
+        "pyblasnn", "numpy")
     return Case("book_add_relu", label, "float64", "book", setup, make, size=rounds,
-                section=section, note=note,
+                section=section, note=note, competitors=competitors,
                 extra={"rounds": rounds, "python_rounds": python_rounds or rounds})
 
 
@@ -503,7 +513,7 @@ def _python_cases(sz):
             return {"python": lambda: call_naive(naive, *d), "numpy": lambda: call_np(*d),
                     "pyblasnn": lambda: pb(*d, n_threads=nt)}
         cases.append(Case(name, label, "float64", "python", setup, make, flops=flops, k=k,
-                          section="pure_python"))
+                          section="pure_python", competitors=("python", "numpy", "pyblasnn")))
 
     n = ps["vec"]
     three("naive_vector_dot", f"({n},).({n},)", lambda rng, n=n: (rng.random(n), rng.random(n)),

@@ -15,6 +15,10 @@ class Unavailable(Exception):
     """A benchmark row cannot run here; str(exc) says why."""
 
 
+class DataUnavailable(Unavailable):
+    """The data a whole row needs (MNIST) cannot be loaded; str(exc) says why."""
+
+
 def _module(name):
     try:
         return importlib.import_module(name)

@@ -3,8 +3,9 @@
 Trainers: pyblasnn's Sequential.fit (verbose=0), the plain NumPy trainer (numpy_mlp.py) and
 PyTorch CPU when importable (torch_mlp.py). All get the same thread count, learning rate,
 momentum and batch size, and start from the same Glorot-uniform weights (pyblasnn's through
-Sequential.set_weights).
-After a short warm-up on a slice of the data, epochs are timed interleaved
+Sequential.set_weights), sent once to each.
+Each trainer lives in a worker process of its own (workers.py), which loads MNIST, builds it
+and warms it up on a slice of the data; then epochs are timed interleaved across the workers
 (A B C A B C ...), and each trainer's test accuracy is measured after its last epoch.
 """
 import time
@@ -13,8 +14,9 @@ import numpy as np
 
 from . import discover
 from .numpy_mlp import NumpyMLP, init_params
-from .timing import blas_threads, summarize
+from .timing import set_blas_threads, summarize, time_calls
 from .torch_mlp import TorchMLP
+from .workers import JobError, WorkerFailed, reason, using
 
 LEARNING_RATE = 0.1  # the main job's setting: reaches ~0.98 in 5 epochs
 MOMENTUM = 0.9
@@ -37,8 +39,8 @@ def load_mnist(path=None):
         (x_train, y_train), (x_test, y_test) = load_data(path) if path else load_data()
     except Exception as exc:  # DatasetUnavailableError, network trouble, bad file...
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        raise discover.Unavailable(f"MNIST could not be loaded: {type(exc).__name__}: "
-                                   + " ".join(lines[:6])[:500]) from None
+        raise discover.DataUnavailable(f"MNIST could not be loaded: {type(exc).__name__}: "
+                                       + " ".join(lines[:6])[:500]) from None
     prep = lambda x: (x.reshape(x.shape[0], -1).astype(np.float32) / np.float32(255))
     return prep(x_train), np.asarray(y_train, np.intp), prep(x_test), np.asarray(y_test, np.intp)
 
@@ -87,74 +89,147 @@ class PyblasnnTrainer:
         return float(np.mean(pred.argmax(axis=1) == y))
 
 
-def time_epochs(row, trainers, settings, x_test, y_test, progress=None, label="epoch"):
+def load_split(settings, mnist_path=None):
+    """MNIST cut to the mode's training / test sizes: (x_train, y_train, x_test, y_test)."""
+    x_train, y_train, x_test, y_test = load_mnist(mnist_path)
+    if settings["train"]:
+        x_train, y_train = x_train[:settings["train"]], y_train[:settings["train"]]
+    if settings["test"]:
+        x_test, y_test = x_test[:settings["test"]], y_test[:settings["test"]]
+    return x_train, y_train, x_test, y_test
+
+
+# Jobs, run in a trainer's worker.
+def setup_trainer(state, factory, args, n_threads, settings, mnist_path):
+    """Load the data, build ``factory(x_train, y_train, *args)``, keep its weights as built
+    (state["initial_weights"], when it has weights()), warm it up on the first
+    ``settings["warmup"]`` samples; its epoch becomes the worker's timed callable.
+    Returns (training samples, test samples)."""
+    set_blas_threads(n_threads)
+    x_train, y_train, x_test, y_test = load_split(settings, mnist_path)
+    trainer = factory(x_train, y_train, *args)
+    if hasattr(trainer, "weights"):
+        state["initial_weights"] = [np.array(w, copy=True) for w in trainer.weights()]
+    w = settings["warmup"]
+    trainer.epoch(x_train[:w], y_train[:w])   # workspaces, first-touch pages, compilation
+    state.update(trainer=trainer, fn=trainer.epoch, test=(x_test, y_test))
+    return x_train.shape[0], x_test.shape[0]
+
+
+def initial_weights(state):
+    return state["initial_weights"]
+
+
+def accuracy_on_test_set(state):
+    return state["trainer"].accuracy(*state["test"])
+
+
+def start_trainers(row, pool, factories, n_threads, settings, mnist_path):
+    """Build each trainer of ``factories`` ({name: (factory, args)}) in its worker; returns
+    the names that are ready. One that cannot run is listed in row["unavailable"]; when
+    MNIST cannot be loaded the row is marked skipped and nothing is returned."""
+    live = []
+    for name, (factory, args) in factories.items():
+        try:
+            n_train, n_test = pool.call(name, setup_trainer, factory, args, n_threads,
+                                        settings, mnist_path)
+        except discover.DataUnavailable as exc:
+            row.update(status="skipped", reason=str(exc))
+            return []
+        except discover.Unavailable as exc:
+            row["unavailable"][name] = str(exc)
+            continue
+        except (JobError, WorkerFailed) as exc:  # a broken trainer must not hide the others
+            row["unavailable"][name] = f"failed: {reason(exc)}"
+            continue
+        live.append(name)
+        row["samples"] = {"train": n_train, "test": n_test}
+    return live
+
+
+def add_sample_counts(row):
+    """Append the training / test sample counts the trainers reported to row["shape"]."""
+    if "samples" in row:
+        row["shape"] += f", {row['samples']['train']} train / {row['samples']['test']} test samples"
+
+
+def time_epochs(row, pool, names, settings, progress=None, label="epoch", settle_s=0.0):
     """Time ``settings["epochs"]`` epochs of each trainer interleaved (A B A B ...), within
-    the time budget; then each one's test accuracy. Fills row["times"] and row["accuracy"]."""
-    samples = {name: [] for name in trainers}
+    the time budget, ``settle_s`` of quiet before each; then each one's test accuracy.
+    Fills row["times"], row["accuracy"] and row["workers"]; a trainer whose worker fails is
+    moved to row["unavailable"]. Returns the names still running."""
+    samples = {name: [] for name in names}
+    live = list(names)
+
+    def ask(name, job, *args):
+        """The job's result in trainer `name`'s worker; None after dropping a failed one."""
+        try:
+            return pool.call(name, job, *args)
+        except (JobError, WorkerFailed) as exc:
+            row["unavailable"][name] = f"failed: {reason(exc)}"
+            live.remove(name)
+            return None
+
     t_epochs = time.perf_counter()
     for e in range(settings["epochs"]):
         if e and time.perf_counter() - t_epochs > settings["budget_s"]:
             row["note"] = (f"stopped after {e} of {settings['epochs']} epochs: the time "
                            f"budget of {settings['budget_s']:.0f} s was used up")
             break
-        for name, tr in trainers.items():
+        for name in list(live):
             if progress:
                 progress(f"{label} {e + 1}/{settings['epochs']} {name}")
-            t0 = time.perf_counter()
-            tr.epoch()
-            samples[name].append(time.perf_counter() - t0)
-    for name, tr in trainers.items():
-        row["accuracy"][name] = tr.accuracy(x_test, y_test)
-    for name, s in samples.items():
-        stats = summarize(s)
-        stats.update(loops=1, repeats=len(s))
-        row["times"][name] = stats
+            if settle_s:
+                time.sleep(settle_s)
+            seconds = ask(name, time_calls, 1)
+            if seconds is not None:
+                samples[name].append(seconds)
+    for name in list(live):
+        accuracy = ask(name, accuracy_on_test_set)
+        if accuracy is None:
+            continue
+        stats = summarize(samples[name])
+        stats.update(loops=1, repeats=len(samples[name]))
+        row["times"][name], row["accuracy"][name] = stats, accuracy
+        row.setdefault("workers", {})[name] = pool.pid(name)
+    return live
 
 
-def run_epochs(n_threads, mode="full", mnist_path=None, progress=None, trainers=None):
-    """The epoch row: {competitor: stats}, accuracies and why any trainer was skipped."""
+# Trainer factories, called as factory(x_train, y_train, params, n_threads) in the workers.
+def pyblasnn_trainer(x_train, y_train, params, n_threads):
+    return PyblasnnTrainer(x_train, y_train, n_threads, params=params)
+
+
+def numpy_trainer(x_train, y_train, params, n_threads):
+    return NumpyMLP(x_train, y_train, BATCH_SIZE, LEARNING_RATE, MOMENTUM, seed=0, params=params)
+
+
+def torch_trainer(x_train, y_train, params, n_threads):
+    return TorchMLP(x_train, y_train, params, BATCH_SIZE, LEARNING_RATE, MOMENTUM, seed=0,
+                    n_threads=n_threads)
+
+
+TRAINERS = {"pyblasnn": pyblasnn_trainer, "numpy": numpy_trainer, "pytorch": torch_trainer}
+
+
+def run_epochs(n_threads, mode="full", mnist_path=None, progress=None, trainers=None,
+               pool=None, settle_s=0.0):
+    """The epoch row: {trainer: stats}, accuracies and why any trainer was skipped.
+    ``pool``: the run's workers (a pool of its own when None)."""
     settings = EPOCH_SETTINGS[mode]
     row = {"section": "epoch", "kernel": "mnist_epoch",
            "shape": f"784-512-10 batch {BATCH_SIZE}", "dtype": "float32", "threads": n_threads,
            "group": "epoch", "times": {}, "accuracy": {}, "unavailable": {},
            "settings": {**settings, "learning_rate": LEARNING_RATE, "momentum": MOMENTUM}}
-    try:
-        x_train, y_train, x_test, y_test = load_mnist(mnist_path)
-    except discover.Unavailable as exc:
-        row.update(status="skipped", reason=str(exc))
-        return row
-    if settings["train"]:
-        x_train, y_train = x_train[:settings["train"]], y_train[:settings["train"]]
-    if settings["test"]:
-        x_test, y_test = x_test[:settings["test"]], y_test[:settings["test"]]
-    row["shape"] += f", {x_train.shape[0]} train / {x_test.shape[0]} test samples"
     params = init_params(np.random.default_rng(0))
-    makers = {
-        "pyblasnn": lambda: PyblasnnTrainer(x_train, y_train, n_threads, params=params),
-        "numpy": lambda: NumpyMLP(x_train, y_train, BATCH_SIZE, LEARNING_RATE, MOMENTUM,
-                                  seed=0, params=params),
-        "pytorch": lambda: TorchMLP(x_train, y_train, params, BATCH_SIZE, LEARNING_RATE,
-                                    MOMENTUM, seed=0, n_threads=n_threads),
-    }
-    if trainers:
-        makers = {k: v for k, v in makers.items() if k in trainers}
-    live = {}
-    for name, make in makers.items():
-        try:
-            live[name] = make()
-        except discover.Unavailable as exc:
-            row["unavailable"][name] = str(exc)
-        except Exception as exc:  # a broken frontend must not hide the other trainers
-            row["unavailable"][name] = f"failed to build: {type(exc).__name__}: {exc}"
-    with blas_threads(n_threads):
-        w = settings["warmup"]
-        for name, tr in list(live.items()):
-            try:
-                tr.epoch(x_train[:w], y_train[:w])
-            except Exception as exc:
-                row["unavailable"][name] = f"failed: {type(exc).__name__}: {exc}"
-                del live[name]
-        time_epochs(row, live, settings, x_test, y_test, progress, "epoch")
+    factories = {name: (make, (params, n_threads)) for name, make in TRAINERS.items()
+                 if not trainers or name in trainers}
+    with using(pool) as pool:
+        live = start_trainers(row, pool, factories, n_threads, settings, mnist_path)
+        if row.get("status") == "skipped":
+            return row
+        live = time_epochs(row, pool, live, settings, progress, "epoch", settle_s)
+    add_sample_counts(row)
     row["status"] = "ok" if live else "skipped"
     if not live:
         row["reason"] = "; ".join(f"{k}: {v}" for k, v in row["unavailable"].items())

@@ -4,6 +4,9 @@
 [--out DIR] [--no-plots] [--no-epoch]``. Exit code 1 when any row FAILED its check against
 NumPy, 0 otherwise (skipped rows — a piece of pyblasnn not merged yet, torch missing — are
 not failures).
+
+Every competitor runs in a worker process of its own (workers.py), started once per run;
+this process only schedules their samples and compares their results.
 """
 import argparse
 import fnmatch
@@ -12,17 +15,19 @@ import sys
 import time
 import traceback
 
-import numpy as np
-
 from . import cases as cases_mod
-from . import discover, report
+from . import discover, machine, report, workers
 from .check import assert_close
 from .machine import cores, describe, load_average, machine_info
-from .timing import MIN_SAMPLE_S, SETTLE_S, SETTLED_SAMPLE_S, blas_threads, have_threadpoolctl, time_interleaved
+from .timing import (MIN_SAMPLE_S, SETTLE_S, SETTLED_SAMPLE_S, have_threadpoolctl,
+                     set_blas_threads, time_interleaved)
+from .workers import JobError, WorkerFailed
 
 DEFAULT_REPEATS = {"full": 7, "quick": 3, "tiny": 2}
 #: Repeats for pure-Python loops (each sample takes up to seconds).
 PYTHON_REPEATS = 3
+PROCESS_MODEL = ("each library timed in a worker process of its own (spawn, one per "
+                 "competitor for the whole run), samples interleaved across the workers")
 
 
 def _thread_list(text):
@@ -61,12 +66,18 @@ def parse_args(argv=None):
     p.add_argument("--no-contended", action="store_true",
                    help="skip the contended section (epoch and kernel rows on 1 and 2 threads "
                         "with a busy process, or NumPy calls, competing for the cores)")
+    p.add_argument("--worker-timeout", type=float, default=workers.DEFAULT_TIMEOUT_S,
+                   metavar="S", help="seconds a worker process may take to start or to answer "
+                   "one step (default %(default)g); one that does not is killed and its row "
+                   "FAILED")
     p.add_argument("--mnist", metavar="PATH",
                    help="MNIST file passed to pyblasnn.datasets.mnist.load_data (default: its "
                         "own search: caches, then download)")
     args = p.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         p.error("--repeats must be >= 1")
+    if args.worker_timeout <= 0:
+        p.error("--worker-timeout must be > 0")
     return args
 
 
@@ -110,55 +121,109 @@ def _base_row(case, nt):
             "flops": case.flops, "note": case.note, "extra": dict(case.extra), "times": {}}
 
 
-def _default_check(case, fns):
-    want = fns["numpy"]()
-    for name, fn in fns.items():
-        if name != "numpy":
-            assert_close(fn(), want, case.dtype, k=case.k, what=name)
+def prepare_competitor(state, mode, index, n_threads, who):
+    """Job: make competitor `who` of case `index` of all_cases(mode) this worker's timed
+    callable (state["fn"]) at n_threads; return its value for the correctness gate."""
+    if state.get("case_key") != (mode, index):
+        case = cases_mod.all_cases(mode)[index]
+        data = case.setup(cases_mod.case_rng(index))
+        state.update(case_key=(mode, index), case=case, data=data)
+    set_blas_threads(n_threads)
+    fns = state["case"].make(state["data"], n_threads)
+    state["fn"] = fns[who]
+    return fns.get("_values", {}).get(who, fns[who])()
 
 
-def _short(exc):
-    text = str(exc).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    return (f"{type(exc).__name__}: " + " | ".join(lines[:4]))[:400]
+def _time_row(case, index, mode, nt, repeats, pool, settle_s):
+    """Times of one row: every competitor's value checked against NumPy's, then timed."""
+    names = case.competitors
+    values = {who: pool.call(who, prepare_competitor, mode, index, nt, who)
+              for who in ["numpy"] + [n for n in names if n != "numpy"]}
+    for who in names:
+        if who != "numpy":
+            assert_close(values[who], values["numpy"], case.dtype, k=case.k, what=who)
+    single = {"python"} & set(names)
+    settle = settle_s if nt > 1 else 0.0
+    return time_interleaved(pool.call, names, repeats,
+                            SETTLED_SAMPLE_S if settle else MIN_SAMPLE_S, single_call=single,
+                            single_call_repeats=min(repeats, PYTHON_REPEATS), settle_s=settle)
 
 
-def run_case(case, thread_counts, repeats, rng, progress, settle_s=SETTLE_S):
-    """Rows (one per thread count) for one case: skipped, FAILED or timed."""
+def run_case(case, index, mode, thread_counts, repeats, pool, progress, settle_s=SETTLE_S):
+    """Rows (one per thread count) for case `index` of all_cases(mode): skipped, FAILED or
+    timed."""
     rows = []
-    try:
-        data = case.setup(rng)
-    except discover.Unavailable as exc:
-        return [dict(_base_row(case, nt), status="skipped", reason=str(exc)) for nt in thread_counts]
     for nt in thread_counts:
         row = _base_row(case, nt)
         progress(f"{case.kernel} {case.shape} {case.dtype} threads={nt}")
-        with blas_threads(nt):
-            try:
-                fns = case.make(data, nt)
-            except discover.Unavailable as exc:
-                rows.append(dict(row, status="skipped", reason=str(exc)))
-                continue
-            check = fns.pop("_check", None)
-            try:
-                check() if check else _default_check(case, fns)
-            except Exception as exc:  # wrong values, wrong shape, or the kernel raised
-                rows.append(dict(row, status="FAILED", reason=_short(exc)))
-                continue
-            single = {"python"} & set(fns)
-            settle = settle_s if nt > 1 else 0.0
-            stats = time_interleaved(fns, repeats, SETTLED_SAMPLE_S if settle else MIN_SAMPLE_S,
-                                     single_call=single,
-                                     single_call_repeats=min(repeats, PYTHON_REPEATS),
-                                     settle_s=settle)
+        try:
+            stats = _time_row(case, index, mode, nt, repeats, pool, settle_s)
+        except discover.Unavailable as exc:
+            rows.append(dict(row, status="skipped", reason=str(exc)))
+            continue
+        except (AssertionError, JobError, WorkerFailed) as exc:
+            # wrong values or shape, the kernel raised, or its worker died or hung
+            rows.append(dict(row, status="FAILED", reason=workers.reason(exc)))
+            continue
         scale = case.extra.get("rounds", 1) / case.extra.get("python_rounds", 1)
         if "python" in stats and scale != 1:
             for key in ("median_ms", "min_ms", "max_ms"):
                 stats["python"][key] *= scale
             stats["python"]["extrapolated_x"] = scale
-        row["times"] = stats
-        row["status"] = "ok"
+        row.update(times=stats, status="ok",
+                   workers={who: pool.pid(who) for who in case.competitors})
         rows.append(report.derive(row))
+    return rows
+
+
+def _worker_records(pool, info):
+    """Into the machine record: the BLAS of the NumPy worker (what the timed NumPy runs)."""
+    try:
+        blas = pool.call("numpy", machine.blas_in_worker)
+    except (JobError, WorkerFailed) as exc:
+        info["blas_error"] = workers.reason(exc)
+        return
+    info.update(blas=blas["blas"], blas_from=f"numpy worker (pid {blas['pid']})")
+
+
+def _end_to_end_rows(run_epoch, run_tape, nt, mode, mnist_path, pool, progress, settle_s):
+    """The MNIST epoch row and the from-scratch listing's row (each trainer in its worker)."""
+    from .epoch import run_epochs
+    from .tape_epoch import run_tape_epochs
+    rows = []
+    end_to_end = [("mnist_epoch", "epoch", "mnist epochs", run_epochs, run_epoch),
+                  ("from_scratch_epoch", "tape", "from-scratch listing epochs", run_tape_epochs,
+                   run_tape)]
+    for kernel, section, label, runner, wanted in end_to_end:
+        if not wanted:
+            continue
+        progress(label)
+        try:
+            row = runner(nt, mode, mnist_path, progress=progress, pool=pool,
+                         settle_s=settle_s if nt > 1 else 0.0)
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            row = {"section": section, "kernel": kernel, "shape": "784-512-10",
+                   "dtype": "float32", "threads": nt, "group": section, "times": {},
+                   "status": "FAILED", "reason": workers.reason(exc)}
+        rows.append(report.derive(row))
+        progress(f"{label} done", advance=True)
+    return rows
+
+
+def _contended_rows(mode, mnist_path, progress):
+    """The contended section (pyblasnn alone, with a load it starts itself; run here, after
+    the workers are gone)."""
+    from .contended import run_contended
+    progress("contended section")
+    try:
+        rows = run_contended(mode, mnist_path, progress=progress)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        rows = [{"section": "contended", "kernel": "contended", "shape": "-",
+                 "dtype": "float32", "threads": 0, "load": "-", "group": "contended",
+                 "times": {}, "status": "FAILED", "reason": workers.reason(exc)}]
+    progress("contended section done", advance=True)
     return rows
 
 
@@ -193,60 +258,37 @@ def main(argv=None):
         notes.append("OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE set: NumPy may run a slower OpenBLAS "
                      "kernel (fair run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ...)")
 
-    todo = [c for c in cases_mod.all_cases(mode) if selected(c.kernel, patterns)]
+    todo = [(i, c) for i, c in enumerate(cases_mod.all_cases(mode))
+            if selected(c.kernel, patterns)]
     run_epoch = not args.no_epoch and selected("mnist_epoch", patterns)
     run_tape = not args.no_epoch and selected("from_scratch_epoch", patterns)
     run_contended = (not args.no_epoch and not args.no_contended
                      and selected("contended", patterns))
-    total = (sum(len(scaling if c.heavy else main_threads) for c in todo) + int(run_epoch)
+    total = (sum(len(scaling if c.heavy else main_threads) for _, c in todo) + int(run_epoch)
              + int(run_tape) + int(run_contended))
     progress = Progress(total)
-    for line in describe(info):
-        print(line, file=sys.stderr)
-
+    settle_s = SETTLE_S if mode == "full" else 0.0
     rows = []
-    rng = np.random.default_rng(12345)
-    for case in todo:
-        counts = scaling if case.heavy else main_threads
-        try:
-            new = run_case(case, counts, repeats, rng, lambda what: progress(what),
-                           settle_s=SETTLE_S if mode == "full" else 0.0)
-        except Exception as exc:  # a bug in a case must not lose the whole run
-            traceback.print_exc(file=sys.stderr)
-            new = [dict(_base_row(case, nt), status="FAILED", reason=_short(exc)) for nt in counts]
-        for r in new:
-            progress(f"{r['kernel']} {r['shape']} t={r['threads']} {r['status']}", advance=True)
-        rows.extend(new)
-    from .epoch import run_epochs
-    from .tape_epoch import run_tape_epochs
-    end_to_end = [("mnist_epoch", "epoch", "mnist epochs", run_epochs, run_epoch),
-                  ("from_scratch_epoch", "tape", "from-scratch listing epochs", run_tape_epochs,
-                   run_tape)]
-    for kernel, section, label, runner, wanted in end_to_end:
-        if not wanted:
-            continue
-        nt = max(main_threads)
-        progress(label)
-        try:
-            row = runner(nt, mode, args.mnist, progress=progress)
-        except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            row = {"section": section, "kernel": kernel, "shape": "784-512-10",
-                   "dtype": "float32", "threads": nt, "group": section, "times": {},
-                   "status": "FAILED", "reason": _short(exc)}
-        rows.append(report.derive(row))
-        progress(f"{label} done", advance=True)
+    with workers.Workers(args.worker_timeout) as pool:
+        _worker_records(pool, info)
+        for line in describe(info):
+            print(line, file=sys.stderr)
+        for index, case in todo:
+            counts = scaling if case.heavy else main_threads
+            try:
+                new = run_case(case, index, mode, counts, repeats, pool, progress, settle_s)
+            except Exception as exc:  # a bug in a case must not lose the whole run
+                traceback.print_exc(file=sys.stderr)
+                new = [dict(_base_row(case, nt), status="FAILED", reason=workers.reason(exc))
+                       for nt in counts]
+            for r in new:
+                progress(f"{r['kernel']} {r['shape']} t={r['threads']} {r['status']}",
+                         advance=True)
+            rows.extend(new)
+        rows += _end_to_end_rows(run_epoch, run_tape, max(main_threads), mode, args.mnist,
+                                 pool, progress, settle_s)
     if run_contended:
-        from .contended import run_contended as contended_rows
-        progress("contended section")
-        try:
-            rows.extend(contended_rows(mode, args.mnist, progress=progress))
-        except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            rows.append({"section": "contended", "kernel": "contended", "shape": "-",
-                         "dtype": "float32", "threads": 0, "load": "-", "group": "contended",
-                         "times": {}, "status": "FAILED", "reason": _short(exc)})
-        progress("contended section done", advance=True)
+        rows += _contended_rows(mode, args.mnist, progress)
     progress.close()
     info["load_average_end"] = load_average()
 
@@ -259,7 +301,8 @@ def main(argv=None):
         "settings": {"repeats": repeats, "min_sample_s": MIN_SAMPLE_S, "threads": main_threads,
                      "scaling_threads": scaling, "only": patterns,
                      "numpy_threads_limited": have_threadpoolctl(),
-                     "naive_source": naive_source},
+                     "naive_source": naive_source, "separate_processes": True,
+                     "process_model": PROCESS_MODEL, "worker_timeout_s": args.worker_timeout},
         "machine": info,
         "notes": notes,
         "rows": rows,

@@ -1,7 +1,8 @@
 """What the numbers were measured on: CPU, SIMD flags, threads, versions, BLAS, compiler.
 
 The harness records OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as it finds them and never changes
-them (see bench/README.md for a fair run), plus the core threadpoolctl says OpenBLAS uses.
+them (see bench/README.md for a fair run), plus the core threadpoolctl says OpenBLAS uses in
+the NumPy worker (blas_in_worker).
 """
 import datetime
 import os
@@ -98,6 +99,12 @@ def _torch_version():
         return None
 
 
+def blas_in_worker(state):
+    """Job (NumPy worker): its pid and the BLAS threadpoolctl sees there, with the kernel
+    (``architecture``) OpenBLAS chose in the process that times NumPy."""
+    return {"pid": os.getpid(), "blas": _blas_info()}
+
+
 def load_average():
     """1-minute load average (None where unsupported): other work on the machine skews timings."""
     try:
@@ -157,6 +164,8 @@ def describe(info):
     blas = info.get("blas") or []
     blas_s = ", ".join(f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, "
                        f"{b.get('threading_layer')})" for b in blas if b.get("user_api") == "blas")
+    if blas_s and info.get("blas_from"):
+        blas_s += f" as seen in the {info['blas_from']}"
     pb = info.get("pyblasnn") or {}
     simd = ",".join(k for k, v in (info.get("simd") or {}).items() if v) or "?"
     env = ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None) or "none set"

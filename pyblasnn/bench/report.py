@@ -184,7 +184,9 @@ def _header(result):
     return describe(result["machine"]) + [
         f"mode: {result['mode']} | repeats: {s['repeats']} (median of interleaved samples, "
         f"each >= {s['min_sample_s'] * 1e3:.0f} ms) | threads: {s['threads']} "
-        f"(scaling rows: {s['scaling_threads']}) | duration: {result.get('duration_s', 0):.0f} s"
+        f"(scaling rows: {s['scaling_threads']}) | duration: {result.get('duration_s', 0):.0f} s",
+        f"processes: {s['process_model']}" if s.get("separate_processes") else
+        "processes: every library timed in the harness process",
     ] + [f"note: {n}" for n in result.get("notes", [])]
 
 

@@ -6,8 +6,9 @@ NaiveSequential, BatchGenerator, one_training_step, update_weights with
 loads MNIST, and its ``fit`` is timed one epoch at a time. The comparison is ``Sequential``
 with the same model (Dense(512, relu) -> Dense(10, softmax), started from the listing's
 initial weights), the same optimizer and batch size, and no shuffling (the listing does not
-shuffle). After a warm-up on a slice of the data, epochs are timed interleaved
-(A B A B ...); test accuracy after the last one.
+shuffle). Each trainer runs in a worker process of its own (workers.py); the listing's
+initial weights are sent from its worker to fit's. After a warm-up on a slice of the data,
+epochs are timed interleaved (A B A B ...); test accuracy after the last one.
 """
 import contextlib
 import io
@@ -16,8 +17,8 @@ import os
 import numpy as np
 
 from . import discover
-from .epoch import load_mnist, time_epochs
-from .timing import blas_threads
+from .epoch import add_sample_counts, initial_weights, start_trainers, time_epochs
+from .workers import using
 
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3      # the listing's
@@ -61,12 +62,13 @@ class ListingTrainer:
 
     name = "from_scratch"
 
-    def __init__(self, x_train, y_train, listing=None):
-        self.ns = load_listing() if listing is None else listing
+    def __init__(self, x_train, y_train, path=None, n_threads=None):
+        _set_threads(n_threads)
+        self.ns = load_listing(path)
         self.model = self.ns["model"]
         self.x, self.y = x_train, y_train
 
-    def initial_weights(self):
+    def weights(self):
         return [w.numpy() for w in self.model.weights]
 
     def epoch(self, x=None, y=None):
@@ -84,7 +86,8 @@ class FitTrainer:
 
     name = "sequential_fit"
 
-    def __init__(self, x_train, y_train, weights):
+    def __init__(self, x_train, y_train, weights, n_threads=None):
+        _set_threads(n_threads)
         Sequential, Dense, SGD = discover.frontend()
         self.model = Sequential([Dense(512, activation="relu"),
                                  Dense(10, activation="softmax")])
@@ -103,34 +106,43 @@ class FitTrainer:
         return float(self.model.evaluate(x, y, batch_size=1000, verbose=0)[1])
 
 
-def run_tape_epochs(n_threads, mode="full", mnist_path=None, progress=None, listing=None):
-    """The from-scratch row: {trainer: stats}, accuracies, and the time ratio to fit."""
+def _set_threads(n_threads):
+    if n_threads:
+        import pyblasnn
+        pyblasnn.set_num_threads(n_threads)
+
+
+def run_tape_epochs(n_threads, mode="full", mnist_path=None, progress=None, listing_path=None,
+                    pool=None, settle_s=0.0):
+    """The from-scratch row: {trainer: stats}, accuracies, and the time ratio to fit.
+    ``listing_path``: the listing's file (default: examples/from_scratch.py beside the
+    package); ``pool``: the run's workers (a pool of its own when None)."""
     settings = TAPE_SETTINGS[mode]
     row = {"section": "tape", "kernel": "from_scratch_epoch",
            "shape": f"784-512-10 batch {BATCH_SIZE}, SGD lr {LEARNING_RATE:g}",
            "dtype": "float32", "threads": n_threads, "group": "tape", "times": {},
-           "accuracy": {}, "settings": dict(settings), "target_ratio": TARGET_RATIO}
-    try:
-        x_train, y_train, x_test, y_test = load_mnist(mnist_path)
-        tape = ListingTrainer(None, None, listing)
-    except discover.Unavailable as exc:
-        row.update(status="skipped", reason=str(exc))
+           "accuracy": {}, "unavailable": {}, "settings": dict(settings),
+           "target_ratio": TARGET_RATIO}
+    with using(pool) as pool:
+        live = start_trainers(row, pool, {"from_scratch": (ListingTrainer,
+                                                           (listing_path, n_threads))},
+                              n_threads, settings, mnist_path)
+        if live:
+            weights = pool.call("from_scratch", initial_weights)
+            live += start_trainers(row, pool, {"sequential_fit": (FitTrainer,
+                                                                  (weights, n_threads))},
+                                   n_threads, settings, mnist_path)
+        if len(live) == 2:
+            live = time_epochs(row, pool, live, settings, progress, "from-scratch epoch",
+                               settle_s)
+    add_sample_counts(row)
+    if row.get("status") == "skipped":
         return row
-    if settings["train"]:
-        x_train, y_train = x_train[:settings["train"]], y_train[:settings["train"]]
-    if settings["test"]:
-        x_test, y_test = x_test[:settings["test"]], y_test[:settings["test"]]
-    row["shape"] += f", {x_train.shape[0]} train / {x_test.shape[0]} test samples"
-    import pyblasnn
-    if n_threads:
-        pyblasnn.set_num_threads(n_threads)
-    tape.x, tape.y = x_train, y_train
-    trainers = {"from_scratch": tape,
-                "sequential_fit": FitTrainer(x_train, y_train, tape.initial_weights())}
-    with blas_threads(n_threads):
-        for tr in trainers.values():         # warm-up: workspaces, first-touch pages
-            tr.epoch(x_train[:settings["warmup"]], y_train[:settings["warmup"]])
-        time_epochs(row, trainers, settings, x_test, y_test, progress, "from-scratch epoch")
+    if len(live) < 2:   # the ratio needs both: skipped if one is unavailable, else FAILED
+        failed = any(why.startswith("failed") for why in row["unavailable"].values())
+        row.update(status="FAILED" if failed else "skipped",
+                   reason="; ".join(f"{k}: {v}" for k, v in row["unavailable"].items()))
+        return row
     row["x_fit"] = (row["times"]["from_scratch"]["median_ms"]
                     / row["times"]["sequential_fit"]["median_ms"])
     row["status"] = "ok"
