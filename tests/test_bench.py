@@ -224,8 +224,9 @@ def _optional(module, row, trainer):
 
 
 def test_epoch_row_on_synthetic_data(monkeypatch):
-    """Every trainer in its own worker, from the same initial weights and shuffles; the
-    torch row runs when torch is importable and says why not otherwise."""
+    """Every trainer in its own worker, from the same initial weights and shuffles: the
+    NumPy and JAX trainers then compute the same model (their accuracies agree); torch
+    and jax rows run when importable and say why not otherwise."""
     monkeypatch.setattr(workers, "INIT", _bench_hooks.fake_mnist)
     row = report.derive(epoch.run_epochs(1, "tiny"))
     assert row["status"] == "ok"
@@ -235,9 +236,17 @@ def test_epoch_row_on_synthetic_data(monkeypatch):
     # pyblasnn either trained or says why not (frontend not merged yet)
     assert ("pyblasnn" in row["times"]) != ("pyblasnn" in row["unavailable"])
     _optional("torch", row, "pytorch")
+    if _optional("jax", row, "jax"):
+        assert row["accuracy"]["jax"] == pytest.approx(row["accuracy"]["numpy"], abs=0.02)
+        assert row["x_jax"]["jax"] == pytest.approx(1.0)
+        assert row["x_numpy"]["jax"] == pytest.approx(row["times"]["numpy"]["median_ms"]
+                                                      / row["times"]["jax"]["median_ms"])
     pids = list(row["workers"].values())
     assert set(row["workers"]) == set(row["times"])
     assert os.getpid() not in pids and len(set(pids)) == len(pids)
+    head, body = report.epoch_table({"rows": [row]})
+    assert head[-3:] == ["x NumPy", "x PyTorch", "x JAX"]
+    assert [line[0] for line in body] == ["pyblasnn", "NumPy", "PyTorch", "JAX"]
 
 
 def test_a_trainer_whose_worker_dies_is_reported_and_the_others_run(monkeypatch):

@@ -1,9 +1,9 @@
 """End to end: seconds per MNIST epoch (784-512-10, batch 128, SGD momentum) and accuracy.
 
-Trainers: pyblasnn's Sequential.fit (verbose=0), the plain NumPy trainer (numpy_mlp.py) and
-PyTorch CPU when importable (torch_mlp.py). All get the same thread count, learning rate,
-momentum and batch size, and start from the same Glorot-uniform weights (pyblasnn's through
-Sequential.set_weights), sent once to each.
+Trainers: pyblasnn's Sequential.fit (verbose=0), the plain NumPy trainer (numpy_mlp.py),
+PyTorch CPU (torch_mlp.py) and JAX CPU (jax_mlp.py) when importable. All get the same thread
+count, learning rate, momentum and batch size, and start from the same Glorot-uniform
+weights (pyblasnn's through Sequential.set_weights), sent once to each.
 Each trainer lives in a worker process of its own (workers.py), which loads MNIST, builds it
 and warms it up on a slice of the data; then epochs are timed interleaved across the workers
 (A B C A B C ...), and each trainer's test accuracy is measured after its last epoch.
@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from . import discover
+from .jax_mlp import JaxMLP
 from .numpy_mlp import NumpyMLP, init_params
 from .timing import set_blas_threads, summarize, time_calls
 from .torch_mlp import TorchMLP
@@ -209,7 +210,13 @@ def torch_trainer(x_train, y_train, params, n_threads):
                     n_threads=n_threads)
 
 
-TRAINERS = {"pyblasnn": pyblasnn_trainer, "numpy": numpy_trainer, "pytorch": torch_trainer}
+def jax_trainer(x_train, y_train, params, n_threads):
+    return JaxMLP(x_train, y_train, params, BATCH_SIZE, LEARNING_RATE, MOMENTUM, seed=0,
+                  n_threads=n_threads)
+
+
+TRAINERS = {"pyblasnn": pyblasnn_trainer, "numpy": numpy_trainer, "pytorch": torch_trainer,
+            "jax": jax_trainer}
 
 
 def run_epochs(n_threads, mode="full", mnist_path=None, progress=None, trainers=None,

@@ -91,10 +91,11 @@ def _pyblasnn_info():
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _torch_version():
+def _version(dist):
+    """The installed version of a distribution (torch, jax), or None."""
     try:
         from importlib.metadata import version
-        return version("torch")
+        return version(dist)
     except Exception:
         return None
 
@@ -153,7 +154,8 @@ def machine_info():
         "pyblasnn": info,
         "pyblasnn_git": git_revision(),
         "compiler": _compiler(),
-        "torch": _torch_version(),
+        "torch": _version("torch"),
+        "jax": _version("jax"),
         "env": {k: os.environ.get(k) for k in ENV_VARS},
         "load_average_start": load_average(),
     }
@@ -178,7 +180,8 @@ def describe(info):
         f" | pyblasnn {pb.get('pyblasnn', '?')}"
         + (f" @ {info['pyblasnn_git']}" if info.get("pyblasnn_git") else "") + f" (OpenMP {'on' if pb.get('openmp') else 'off'}, "
         f"GEMM kernel {pb.get('gemm_kernel', '?')}) | {info['compiler']['version'] or info['compiler']['cc']}"
-        + (f" | torch {info['torch']}" if info.get("torch") else ""),
+        + (f" | torch {info['torch']}" if info.get("torch") else "")
+        + (f" | jax {info['jax']}" if info.get("jax") else ""),
         f"env: {env} | {info['date']} | load average at start {info.get('load_average_start')}"
         + (f", at end {info['load_average_end']}" if info.get("load_average_end") is not None
            else ""),

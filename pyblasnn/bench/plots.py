@@ -4,11 +4,11 @@
   the machine's theoretical fp32 peak (cores x clock x 32 FLOP/cycle) as a line.
 - elementwise_speedup.png: x NumPy vs element count for the element-wise kernels.
 - batched_speedup.png: x NumPy vs matrix size for batched matmul, one line per batch count.
-- epoch_time.png: seconds per MNIST epoch for pyblasnn / NumPy / PyTorch.
+- epoch_time.png: seconds per MNIST epoch for pyblasnn / NumPy / PyTorch / JAX.
 """
 import os
 
-from .report import NAMES
+from .report import NAMES, TRAINERS
 
 
 def _plt():
@@ -136,13 +136,13 @@ def plot_epoch(plt, result, path):
     if not rows or not rows[-1]["times"]:
         return False
     r = rows[-1]
-    who = [w for w in ("pyblasnn", "numpy", "pytorch") if w in r["times"]]
+    who = [w for w in TRAINERS if w in r["times"]]
     secs = [r["times"][w]["median_ms"] / 1e3 for w in who]
     err_lo = [s - r["times"][w]["min_ms"] / 1e3 for s, w in zip(secs, who)]
     err_hi = [r["times"][w]["max_ms"] / 1e3 - s for s, w in zip(secs, who)]
     fig, ax = plt.subplots(figsize=(6, 4))
     bars = ax.bar([NAMES[w] for w in who], secs, yerr=[err_lo, err_hi], capsize=4,
-                  color=["tab:blue", "tab:orange", "tab:green"][:len(who)])
+                  color=["tab:blue", "tab:orange", "tab:green", "tab:red"][:len(who)])
     for b, w, s in zip(bars, who, secs):
         acc = r.get("accuracy", {}).get(w)
         ax.annotate(f"{s:.2f} s" + (f"\nacc {acc:.4f}" if acc is not None else ""),

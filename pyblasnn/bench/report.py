@@ -11,16 +11,22 @@ import os
 from .machine import describe
 from .._atomic import atomic_write
 
-NAMES = {"pyblasnn": "pyblasnn", "numpy": "NumPy", "python": "pure Python", "pytorch": "PyTorch"}
+NAMES = {"pyblasnn": "pyblasnn", "numpy": "NumPy", "python": "pure Python", "pytorch": "PyTorch",
+         "jax": "JAX"}
+#: The epoch table's trainers, and those it gives ratios to (x NumPy, x PyTorch, x JAX).
+TRAINERS = ("pyblasnn", "numpy", "pytorch", "jax")
+EPOCH_REFERENCES = ("numpy", "pytorch", "jax")
 
 
 def derive(row):
-    """Add x_numpy, x_python and gflops to a row from its median times."""
+    """Add x_numpy, x_python and gflops to a row from its median times (an epoch row: for
+    each trainer, x_numpy / x_pytorch / x_jax = that trainer's seconds / this one's)."""
     t = row.get("times") or {}
     med = {k: v["median_ms"] for k, v in t.items() if v.get("median_ms")}
     if row.get("section") == "epoch":
-        if "numpy" in med:
-            row["x_numpy"] = {k: med["numpy"] / v for k, v in med.items()}
+        for ref in EPOCH_REFERENCES:
+            if ref in med:
+                row[f"x_{ref}"] = {k: med[ref] / v for k, v in med.items()}
         return row
     pb = med.get("pyblasnn")
     if pb:
@@ -128,22 +134,24 @@ def python_table(result):
 
 
 def epoch_table(result):
-    head = ["trainer", "threads", "s / epoch", "min-max s", "epochs", "test accuracy", "x NumPy"]
+    refs = [f"x {NAMES[ref]}" for ref in EPOCH_REFERENCES]
+    head = ["trainer", "threads", "s / epoch", "min-max s", "epochs", "test accuracy"] + refs
     body = []
     for r in kernel_rows(result, "epoch"):
         if r["status"] != "ok":
-            body.append(["all", str(r["threads"]), r["status"], "-", "-", "-", "-"])
+            body.append(["all", str(r["threads"]), r["status"], "-", "-", "-"] + ["-"] * len(refs))
             continue
-        for who in ("pyblasnn", "numpy", "pytorch"):
+        for who in TRAINERS:
             s = r["times"].get(who)
             if s is None:
-                body.append([NAMES[who], str(r["threads"]), "skipped", "-", "-", "-", "-"])
+                body.append([NAMES[who], str(r["threads"]), "skipped", "-", "-", "-"]
+                            + ["-"] * len(refs))
                 continue
             acc = (r.get("accuracy") or {}).get(who)
-            body.append([NAMES[who], str(r["threads"]), f"{s['median_ms'] / 1e3:.2f}",
-                         f"{s['min_ms'] / 1e3:.2f}-{s['max_ms'] / 1e3:.2f}", str(s["repeats"]),
-                         f"{acc:.4f}" if acc is not None else "-",
-                         fmt_x((r.get("x_numpy") or {}).get(who))])
+            body.append([NAMES[who], str(r["threads"]), f"{s['median_ms'] / 1e3:.3f}",
+                         f"{s['min_ms'] / 1e3:.3f}-{s['max_ms'] / 1e3:.3f}", str(s["repeats"]),
+                         f"{acc:.4f}" if acc is not None else "-"]
+                        + [fmt_x((r.get(f"x_{ref}") or {}).get(who)) for ref in EPOCH_REFERENCES])
     return head, body
 
 
@@ -211,7 +219,8 @@ def _document(result, markdown):
     if kernel_rows(result, "epoch"):
         from .epoch import LEARNING_RATE, MOMENTUM
         parts.append(title(f"End to end: one MNIST epoch (784-512-10, batch 128, SGD momentum "
-                           f"{MOMENTUM}, lr {LEARNING_RATE}; x NumPy = NumPy s / trainer s)"))
+                           f"{MOMENTUM}, lr {LEARNING_RATE}; x NumPy = NumPy s / trainer s, "
+                           f"likewise x PyTorch and x JAX)"))
         parts.append(_render(*epoch_table(result), markdown))
         for r in kernel_rows(result, "epoch"):
             parts.append(("- " if markdown else "") + f"data: {r['shape']}"
