@@ -17,7 +17,8 @@ from pyblasnn.bench import cases, epoch, harness, report, workers
 from pyblasnn.bench.check import assert_close
 from pyblasnn.bench.numpy_mlp import NumpyMLP, init_params
 
-COLUMNS = ["kernel", "shape", "dtype", "threads", "pyblasnn ms", "NumPy ms", "x NumPy", "GFLOP/s"]
+COLUMNS = ["kernel", "shape", "dtype", "threads", "pyblasnn ms", "NumPy ms", "x NumPy", "GFLOP/s",
+           "% peak"]
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,29 @@ def test_each_library_is_timed_in_a_worker_process_of_its_own(tiny_run):
     m = data["machine"]
     assert m["blas_from"] == f"numpy worker (pid {next(iter(pids['numpy']))})"
     assert any(b.get("user_api") == "blas" and "architecture" in b for b in m["blas"])
+
+
+def test_isa_measured_peak_and_share_of_peak(tiny_run):
+    _, data, text, md, _ = tiny_run
+    m = data["machine"]
+    from pyblasnn._kernels import linalg
+    assert m["isa"] == linalg.isa()
+    threads = {str(t) for t in [1] + data["settings"]["threads"]}
+    for dtype in ("float32", "float64"):
+        assert set(m["measured_peak_gflops"][dtype]) == threads
+        assert all(v > 0 for v in m["measured_peak_gflops"][dtype].values())
+    assert m["peak_fp32_gflops"] is None or m["peak_fp32_gflops"] > 0   # theoretical, kept
+    assert "measured FMA peak" in md
+    dots = [r for r in data["rows"] if r["section"] == "kernels" and r["status"] == "ok"
+            and r.get("flops")]
+    assert {r["dtype"] for r in dots} == {"float32", "float64"}
+    for r in dots:
+        peak = m["measured_peak_gflops"][r["dtype"]][str(r["threads"])]
+        assert r["peak_gflops"] == peak
+        assert r["pct_peak"] == pytest.approx(100 * r["gflops"]["pyblasnn"] / peak)
+    assert not any("pct_peak" in r for r in data["rows"] if not r.get("flops"))
+    matmul = next(line for line in md.splitlines() if line.startswith("| matmul |"))
+    assert matmul.split("|")[COLUMNS.index("% peak") + 1].strip().endswith("%")
 
 
 def test_wrong_kernel_is_failed_and_exit_code_nonzero(tmp_path, monkeypatch, capsys):

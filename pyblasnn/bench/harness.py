@@ -26,6 +26,8 @@ from .workers import JobError, WorkerFailed
 DEFAULT_REPEATS = {"full": 7, "quick": 3, "tiny": 2}
 #: Repeats for pure-Python loops (each sample takes up to seconds).
 PYTHON_REPEATS = 3
+#: Seconds of each FMA-loop peak measurement (machine.measure_peaks) per mode.
+PEAK_SECONDS = {"full": 0.2, "quick": 0.2, "tiny": 0.05}
 PROCESS_MODEL = ("each library timed in a worker process of its own (spawn, one per "
                  "competitor for the whole run), samples interleaved across the workers")
 
@@ -176,14 +178,26 @@ def run_case(case, index, mode, thread_counts, repeats, pool, progress, settle_s
     return rows
 
 
-def _worker_records(pool, info):
-    """Into the machine record: the BLAS of the NumPy worker (what the timed NumPy runs)."""
+def _ask(pool, info, error_key, who, job, *args):
+    """``pool.call(who, job, *args)``, or None with the reason in ``info[error_key]``."""
     try:
-        blas = pool.call("numpy", machine.blas_in_worker)
-    except (JobError, WorkerFailed) as exc:
-        info["blas_error"] = workers.reason(exc)
-        return
-    info.update(blas=blas["blas"], blas_from=f"numpy worker (pid {blas['pid']})")
+        return pool.call(who, job, *args)
+    except (discover.Unavailable, JobError, WorkerFailed) as exc:
+        info[error_key] = workers.reason(exc)
+        return None
+
+
+def _worker_records(pool, info, peak_threads, seconds):
+    """Into the machine record: the BLAS of the NumPy worker (what the timed NumPy runs),
+    and from the pyblasnn worker the ISA in use and the measured peaks."""
+    blas = _ask(pool, info, "blas_error", "numpy", machine.blas_in_worker)
+    if blas:
+        info.update(blas=blas["blas"], blas_from=f"numpy worker (pid {blas['pid']})")
+    peak = _ask(pool, info, "peak_error", "pyblasnn", machine.measure_peaks, peak_threads,
+                seconds)
+    if peak:
+        info.update(isa=peak["isa"], measured_peak_gflops=peak["gflops"],
+                    measured_peak_seconds=seconds)
 
 
 def _end_to_end_rows(run_epoch, run_tape, nt, mode, mnist_path, pool, progress, settle_s):
@@ -268,9 +282,10 @@ def main(argv=None):
              + int(run_tape) + int(run_contended))
     progress = Progress(total)
     settle_s = SETTLE_S if mode == "full" else 0.0
+    peak_threads = sorted({1} | set(main_threads) | set(scaling))
     rows = []
     with workers.Workers(args.worker_timeout) as pool:
-        _worker_records(pool, info)
+        _worker_records(pool, info, peak_threads, PEAK_SECONDS[mode])
         for line in describe(info):
             print(line, file=sys.stderr)
         for index, case in todo:
@@ -305,7 +320,7 @@ def main(argv=None):
                      "process_model": PROCESS_MODEL, "worker_timeout_s": args.worker_timeout},
         "machine": info,
         "notes": notes,
-        "rows": rows,
+        "rows": report.share_of_peak(rows, info.get("measured_peak_gflops")),
         "failed": sum(r["status"] == "FAILED" for r in rows),
         "skipped": sum(r["status"] == "skipped" for r in rows),
     }

@@ -2,7 +2,8 @@
 
 The harness records OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as it finds them and never changes
 them (see bench/README.md for a fair run), plus the core threadpoolctl says OpenBLAS uses in
-the NumPy worker (blas_in_worker).
+the NumPy worker (blas_in_worker), and the ISA and measured FMA peak of pyblasnn's kernels in
+the pyblasnn worker (measure_peaks): the yardstick of each GEMM row's "% peak".
 """
 import datetime
 import os
@@ -17,8 +18,9 @@ import numpy as np
 
 #: SIMD flags of /proc/cpuinfo worth knowing for these kernels.
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "neon", "asimd")
-#: fp32 FLOP per cycle per core the theoretical-peak line assumes (2 FMA units x 8 lanes x 2).
+#: fp32 FLOP per cycle per core the theoretical peak assumes (2 FMA units x 8 lanes x 2).
 FP32_FLOP_PER_CYCLE = 32
+PEAK_DTYPES = ("float32", "float64")
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
             "MKL_NUM_THREADS", "PYBLASNN_OPENMP")
 
@@ -106,6 +108,21 @@ def blas_in_worker(state):
     return {"pid": os.getpid(), "blas": _blas_info()}
 
 
+def measure_peaks(state, thread_counts, seconds):
+    """Job (pyblasnn worker): the ISA in use and the measured FMA-chain peak GFLOP/s,
+    ``{dtype: {str(threads): GFLOP/s}}``, of pyblasnn._kernels.linalg.peak_gflops."""
+    from .discover import Unavailable
+    try:
+        from pyblasnn._kernels import linalg
+        isa, peak = linalg.isa, linalg.peak_gflops
+    except (ImportError, AttributeError) as exc:
+        raise Unavailable(f"no measured peak: pyblasnn._kernels.linalg.peak_gflops/isa "
+                          f"not available ({exc})") from None
+    return {"isa": isa(),
+            "gflops": {dt: {str(n): round(peak(dtype=dt, n_threads=n, seconds=seconds), 1)
+                            for n in thread_counts} for dt in PEAK_DTYPES}}
+
+
 def load_average():
     """1-minute load average (None where unsupported): other work on the machine skews timings."""
     try:
@@ -161,6 +178,20 @@ def machine_info():
     }
 
 
+def _peak_line(info):
+    measured = info.get("measured_peak_gflops")
+    theory = info.get("peak_fp32_gflops")
+    theory_s = (f"theoretical fp32 {theory:.0f} GFLOP/s (cores x clock x "
+                f"{FP32_FLOP_PER_CYCLE} FLOP/cycle)" if theory else "")
+    if not measured:
+        return (f"peak: not measured ({info.get('peak_error', 'no record')})"
+                + (f" | {theory_s}" if theory_s else ""))
+    parts = [f"{dt} " + ", ".join(f"{n}t {v:.0f}" for n, v in by_threads.items())
+             for dt, by_threads in measured.items()]
+    return (f"peak: ISA {info.get('isa')} | measured FMA peak GFLOP/s: " + " | ".join(parts)
+            + (f" | {theory_s}" if theory_s else ""))
+
+
 def describe(info):
     """A few human lines summarising machine_info() (printed above the table)."""
     blas = info.get("blas") or []
@@ -171,17 +202,16 @@ def describe(info):
     pb = info.get("pyblasnn") or {}
     simd = ",".join(k for k, v in (info.get("simd") or {}).items() if v) or "?"
     env = ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None) or "none set"
-    peak = info.get("peak_fp32_gflops")
+    clock = f" @ {info['cpu_mhz']} MHz" if info.get("cpu_mhz") else ""
     return [
-        f"machine: {info['cpu_model']} | {info['cores']} cores @ {info['cpu_mhz']} MHz | "
-        f"SIMD {simd} | fp32 peak {peak:.0f} GFLOP/s" if peak else
-        f"machine: {info['cpu_model']} | {info['cores']} cores | SIMD {simd}",
+        f"machine: {info['cpu_model']} | {info['cores']} cores{clock} | SIMD {simd}",
         f"software: Python {info['python']} | NumPy {info['numpy']} with {blas_s or 'unknown BLAS'}"
         f" | pyblasnn {pb.get('pyblasnn', '?')}"
         + (f" @ {info['pyblasnn_git']}" if info.get("pyblasnn_git") else "") + f" (OpenMP {'on' if pb.get('openmp') else 'off'}, "
         f"GEMM kernel {pb.get('gemm_kernel', '?')}) | {info['compiler']['version'] or info['compiler']['cc']}"
         + (f" | torch {info['torch']}" if info.get("torch") else "")
         + (f" | jax {info['jax']}" if info.get("jax") else ""),
+        _peak_line(info),
         f"env: {env} | {info['date']} | load average at start {info.get('load_average_start')}"
         + (f", at end {info['load_average_end']}" if info.get("load_average_end") is not None
            else ""),

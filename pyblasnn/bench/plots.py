@@ -1,7 +1,8 @@
 """PNG plots of a benchmark result (matplotlib is optional: without it, say so and go on).
 
 - matmul_gflops.png: GFLOP/s vs n for square float32 matmul, pyblasnn vs NumPy's BLAS, with
-  the machine's theoretical fp32 peak (cores x clock x 32 FLOP/cycle) as a line.
+  the measured float32 peak (pyblasnn's FMA loop on the ISA in use) at the plotted thread
+  counts as lines.
 - elementwise_speedup.png: x NumPy vs element count for the element-wise kernels.
 - batched_speedup.png: x NumPy vs matrix size for batched matmul, one line per batch count.
 - epoch_time.png: seconds per MNIST epoch for pyblasnn / NumPy / PyTorch / JAX.
@@ -59,12 +60,14 @@ def plot_matmul(plt, result, path):
         if ones:  # the thread-scaling rows: 1 thread, for comparison
             ax.plot([r["size"] for r in ones], [r["gflops"][who] for r in ones], style,
                     alpha=0.5, label=("pyblasnn" if who == "pyblasnn" else "NumPy") + ", 1 thread")
-    peak = result["machine"].get("peak_fp32_gflops")
-    if peak:
-        cores = result["machine"]["cores"]
-        mhz = result["machine"]["cpu_mhz"]
-        ax.axhline(peak, color="gray", ls=":",
-                   label=f"fp32 peak {peak:.0f} GFLOP/s ({cores} cores x {mhz / 1e3:.2f} GHz x 32)")
+    measured = (result["machine"].get("measured_peak_gflops") or {}).get("float32") or {}
+    isa = result["machine"].get("isa")
+    for threads, style in [(nt, ":")] + ([(1, "-.")] if ones else []):
+        peak = measured.get(str(threads))
+        if peak:
+            ax.axhline(peak, color="gray", ls=style,
+                       label=f"measured fp32 peak {peak:.0f} GFLOP/s ({threads} thread"
+                             f"{'s' * (threads > 1)}, {isa} FMA loop)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("n  (n x n @ n x n, float32)")
     ax.set_ylabel("GFLOP/s  (2n^3 / t)")

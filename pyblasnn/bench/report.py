@@ -1,9 +1,11 @@
-"""Derived figures (ratios, GFLOP/s), the console table, latest.md and the JSON file.
+"""Derived figures (ratios, GFLOP/s, share of peak), the console table, latest.md and the
+JSON file.
 
 Columns of the kernel table: kernel | shape | dtype | threads | pyblasnn ms | NumPy ms |
 x NumPy (NumPy time / pyblasnn time: > 1 means pyblasnn is faster) | GFLOP/s (pyblasnn /
-NumPy, dot family only: 2mnk / median time) | spread ((max - min) / median of the samples,
-pyblasnn / NumPy).
+NumPy, dot family only: 2mnk / median time) | % peak (dot family: pyblasnn's GFLOP/s / the
+measured peak at the row's dtype and thread count) | spread ((max - min) / median of the
+samples, pyblasnn / NumPy).
 """
 import json
 import os
@@ -37,6 +39,25 @@ def derive(row):
     if row.get("flops"):
         row["gflops"] = {k: row["flops"] / (v * 1e-3) / 1e9 for k, v in med.items()}
     return row
+
+
+def share_of_peak(rows, peaks):
+    """Add peak_gflops and pct_peak to every timed dot-family kernel row: pyblasnn's GFLOP/s
+    as a percentage of the measured peak (``{dtype: {str(threads): GFLOP/s}}``) at the
+    row's dtype and thread count. Returns the rows."""
+    for r in rows:
+        rate = (r.get("gflops") or {}).get("pyblasnn")
+        peak = ((peaks or {}).get(r.get("dtype")) or {}).get(str(r.get("threads")))
+        if r.get("section") == "kernels" and rate and peak:
+            r["peak_gflops"] = peak
+            r["pct_peak"] = 100.0 * rate / peak
+    return rows
+
+
+def fmt_pct(v):
+    if v is None:
+        return "-"
+    return f"{v:.1f}%" if v < 10 else f"{v:.0f}%"
 
 
 def fmt_ms(v):
@@ -75,7 +96,7 @@ def kernel_rows(result, section="kernels"):
 
 def kernel_table(result):
     head = ["kernel", "shape", "dtype", "threads", "pyblasnn ms", "NumPy ms", "x NumPy",
-            "GFLOP/s", "spread"]
+            "GFLOP/s", "% peak", "spread"]
     body = []
     for r in kernel_rows(result):
         g = r.get("gflops") or {}
@@ -85,7 +106,8 @@ def kernel_table(result):
         spread = (f"{_spread(t.get('pyblasnn'))}/{_spread(t.get('numpy'))}"
                   if r["status"] == "ok" else "-")
         body.append([r["kernel"], r["shape"], r["dtype"], str(r["threads"]), _cell(r, "pyblasnn"),
-                     _cell(r, "numpy"), fmt_x(r.get("x_numpy")), gf, spread])
+                     _cell(r, "numpy"), fmt_x(r.get("x_numpy")), gf, fmt_pct(r.get("pct_peak")),
+                     spread])
     return head, body
 
 
@@ -204,7 +226,8 @@ def _document(result, markdown):
     header = _header(result)
     parts.append("\n".join(("- " + h if markdown else h) for h in header))
     parts.append(title("Kernels: pyblasnn vs NumPy (x NumPy = NumPy time / pyblasnn time; "
-                       "GFLOP/s = pyblasnn / NumPy)"))
+                       "GFLOP/s = pyblasnn / NumPy; % peak = pyblasnn's share of the measured "
+                       "peak)"))
     parts.append(_render(*kernel_table(result), markdown))
     sc = scaling_table(result)
     if sc:
