@@ -10,6 +10,24 @@ ends. Entering and leaving a section costs two attribute updates.
 
 Signal handlers can only be set in the main thread: elsewhere ``install`` does nothing and a
 section is just a counter (a worker thread never receives KeyboardInterrupt anyway).
+
+Entering and leaving ``fit`` must not be split either: a KeyboardInterrupt between taking the
+model's training lock and the ``try`` that releases it leaves the model locked for good, and
+one raised inside ``install`` (``signal.signal`` runs pending handlers before it returns) left
+this handler in place after ``fit``. CPython runs signal handlers only at a call (a Python
+function's first instruction, or right after a C function returns) and at a loop's backward
+jump, so the caller holds SIGINT around both ends:
+
+    deferral = SigintDeferral(held=True)    # a section open from the start
+    try:
+        deferral.install()                  # from here a SIGINT is only recorded
+        ...take the lock...
+        deferral.release()                  # close that section: a SIGINT is raised now
+        ...train...
+    finally:
+        deferral.depth += 1                 # inline, no call: nothing can run before it
+        ...release the lock...
+        deferral.uninstall()                # hands back, then raises a recorded SIGINT
 """
 import signal
 import threading
@@ -20,16 +38,18 @@ __all__ = ["SigintDeferral"]
 class SigintDeferral:
     """Defers SIGINT to the end of each ``with`` section while installed (see the module)."""
 
-    __slots__ = ("_depth", "_pending", "_previous", "_installed")
+    __slots__ = ("depth", "_pending", "_previous", "_installed")
 
-    def __init__(self):
-        self._depth = 0
+    def __init__(self, held=False):
+        #: open sections; SIGINT is recorded, not raised, while it is > 0 (the module says
+        #: when to increment it inline instead of entering a section)
+        self.depth = 1 if held else 0
         self._pending = False
         self._previous = None
         self._installed = False
 
     def __repr__(self):
-        return (f"SigintDeferral(installed={self._installed}, depth={self._depth}, "
+        return (f"SigintDeferral(installed={self._installed}, depth={self.depth}, "
                 f"pending={self._pending})")
 
     def install(self):
@@ -41,18 +61,27 @@ class SigintDeferral:
             return False
         self._pending = False
         self._previous = previous           # set first: a SIGINT may arrive the moment
-        signal.signal(signal.SIGINT, self._handle)     # the handler is in place
-        self._installed = True
+        self._installed = True              # the handler is in place (uninstall undoes a
+        signal.signal(signal.SIGINT, self._handle)     # swap cut short: it restores previous)
         return True
 
     def uninstall(self):
-        """Give SIGINT back to the handler that was there before ``install``."""
+        """Give SIGINT back to the handler that was there before ``install``, then pass on
+        a SIGINT recorded in a section that was never closed (``held`` or ``depth += 1``)."""
         if self._installed:
-            self._installed = False
             signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+        if self._pending:
+            self._pending = False
+            self._forward(None)
+
+    def release(self):
+        """Close one section (the one ``held=True`` opened): a SIGINT recorded in it is
+        raised now."""
+        self.__exit__(None, None, None)
 
     def _handle(self, signum, frame):
-        if self._depth:
+        if self.depth:
             self._pending = True
         else:
             self._forward(frame)
@@ -67,12 +96,12 @@ class SigintDeferral:
         # SIG_IGN: the signal is dropped, as it would have been
 
     def __enter__(self):
-        self._depth += 1
+        self.depth += 1
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self._depth -= 1
-        if self._pending and not self._depth:
+        self.depth -= 1
+        if self._pending and not self.depth:
             self._pending = False
             self._forward(None)
         return False

@@ -177,9 +177,12 @@ class Trainer:
         self.__dict__.update(state)
         self._init_runtime()
 
-    @contextlib.contextmanager
-    def _training(self, op):
-        """Hold the model's training lock (never waits: a model trains in one thread)."""
+    def _begin_training(self, op, deferral):
+        """Take the model's training lock (never waits: a model trains in one thread) with
+        SIGINT handed to ``deferral`` and held; returns True. The caller's ``finally`` must
+        call ``_end_training`` (see ``pyblasnn._interrupts``: a Ctrl-C between taking the
+        lock and that ``try`` would leave the model locked for good)."""
+        deferral.install()
         if not self._train_lock.acquire(blocking=False):
             where = ("in this thread (a callback of the running fit?)"
                      if self._training_thread == threading.get_ident() else "in another thread")
@@ -189,11 +192,16 @@ class Trainer:
                                f"(copy.deepcopy(model)); predict / evaluate may run from "
                                f"several threads")
         self._training_thread = threading.get_ident()
-        try:
-            yield
-        finally:
+        return True
+
+    def _end_training(self, deferral, locked):
+        """Undo ``_begin_training`` (``locked``: it took the lock); SIGINT must be held
+        (``deferral.depth`` incremented inline first). A SIGINT held meanwhile is raised
+        once the handler is back."""
+        if locked:
             self._training_thread = None
             self._train_lock.release()
+        deferral.uninstall()
 
     def _require_compiled(self, op):
         if not self.compiled:
@@ -336,15 +344,15 @@ class Trainer:
         labels = self._prepare_y("train_on_batch", y, x.shape[0], x)
         if x.shape[0] == 0:
             raise ValueError("train_on_batch: x has no samples")
-        deferral = SigintDeferral()
-        with self._training("train_on_batch"):
+        deferral, locked = SigintDeferral(held=True), False
+        try:                                # SIGINT held until release (pyblasnn._interrupts)
+            locked = self._begin_training("train_on_batch", deferral)
+            deferral.release()
             self._start_training(x)
-            deferral.install()
-            try:
-                loss, correct = self._train_step(x, labels, self._workspace(x.shape[0]),
-                                                 deferral)
-            finally:
-                deferral.uninstall()
+            loss, correct = self._train_step(x, labels, self._workspace(x.shape[0]), deferral)
+        finally:
+            deferral.depth += 1             # inline: no call may run a handler before it
+            self._end_training(deferral, locked)
         return self._results(self._log_values(loss, correct, x.shape[0], scaled=False),
                              return_dict)
 
@@ -426,15 +434,16 @@ class Trainer:
                 seed = world.bcast(int(np.random.SeedSequence().generate_state(1)[0]))
             if not world.is_root:
                 verbose = 0
-        with self._training("fit"):
-            deferral = SigintDeferral()
-            deferral.install()
-            try:
-                return self._fit_loop(x, labels, x_val, y_val, batch_size, epochs, verbose,
-                                      shuffle, seed, callbacks, bool(stop_on_nan), deferral,
-                                      world, int(initial_epoch))
-            finally:
-                deferral.uninstall()
+        deferral, locked = SigintDeferral(held=True), False
+        try:                                # SIGINT held until release (pyblasnn._interrupts)
+            locked = self._begin_training("fit", deferral)
+            deferral.release()
+            return self._fit_loop(x, labels, x_val, y_val, batch_size, epochs, verbose,
+                                  shuffle, seed, callbacks, bool(stop_on_nan), deferral,
+                                  world, int(initial_epoch))
+        finally:
+            deferral.depth += 1             # inline: no call may run a handler before it
+            self._end_training(deferral, locked)
 
     def _fit_loop(self, x, labels, x_val, y_val, batch_size, epochs, verbose, shuffle, seed,
                   callbacks, stop_on_nan, deferral, world=None, initial_epoch=0):

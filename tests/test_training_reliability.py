@@ -267,7 +267,6 @@ def test_sigint_at_random_points_lands_on_a_step_boundary():
             if time.monotonic() - self.start > 30:
                 raise AssertionError("no KeyboardInterrupt within 30 s")
 
-    names = [f"{layer.name}.{w}" for layer in model.layers for w in layer.weight_names()]
     sender = subprocess.Popen([sys.executable, "-c", SENDER], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, bufsize=1)
     interrupted = 0
@@ -283,29 +282,113 @@ def test_sigint_at_random_points_lands_on_a_step_boundary():
                 interrupted += 1
             finally:
                 assert sender.stdout.readline() == "sent\n"
-            k = model.optimizer.iterations
-            while ref.optimizer.iterations < k:
-                ref.train_on_batch(x, y)
-            assert ref.optimizer.iterations == k
-            torn = [name for name, got, want in zip(names, model.weights, ref.weights)
-                    if not np.array_equal(got, want)]
-            torn += [f"velocity of {name}" for name, got, want in zip(
-                         names, model.optimizer.get_state()["velocity"],
-                         ref.optimizer.get_state()["velocity"])
-                     if not np.array_equal(got, want)]
-            assert not torn, (f"trial {trial}: after {k} steps, {torn} do not hold the state "
-                              f"of step {k} (an interrupted update)")
-            history, done = model.history, k - before
-            if history is last_history:     # interrupted before this fit began training
-                assert done == 0
-            else:
-                assert len(history.epoch) in (done - 1, done), (len(history.epoch), done)
-                assert all(len(v) == len(history.epoch) for v in history.history.values())
+            _assert_on_a_step_boundary(model, ref, x, y, before, last_history, f"trial {trial}")
     finally:
         sender.stdin.close()
         sender.wait(TIMEOUT)
     assert interrupted == 80
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handed back
+
+
+def _assert_on_a_step_boundary(model, ref, x, y, before, last_history, where, call="fit"):
+    """model (one batch (x, y) per epoch, shuffle=False) was interrupted in ``call``: every
+    parameter and velocity holds the state after exactly ``optimizer.iterations`` steps (ref,
+    a twin, replays them), the history is whole, the handler is handed back, the model
+    trainable."""
+    k = model.optimizer.iterations
+    while ref.optimizer.iterations < k:
+        ref.train_on_batch(x, y)
+    assert ref.optimizer.iterations == k
+    names = [f"{layer.name}.{w}" for layer in model.layers for w in layer.weight_names()]
+    torn = [name for name, got, want in zip(names, model.weights, ref.weights)
+            if not np.array_equal(got, want)]
+    torn += [f"velocity of {name}" for name, got, want in zip(
+                 names, model.optimizer.get_state()["velocity"],
+                 ref.optimizer.get_state()["velocity"])
+             if not np.array_equal(got, want)]
+    assert not torn, (f"{where}: after {k} steps, {torn} do not hold the state "
+                      f"of step {k} (an interrupted update)")
+    history, done = model.history, k - before
+    if call == "train_on_batch":    # one step or none, no history
+        assert done in (0, 1) and history is last_history
+    elif history is last_history:   # interrupted before this fit began training
+        assert done == 0
+    else:
+        assert len(history.epoch) in (done - 1, done), (len(history.epoch), done)
+        assert all(len(v) == len(history.epoch) for v in history.history.values())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, where
+    assert not model._train_lock.locked(), f"{where}: the model stayed locked"
+
+
+def _interrupted_at(n, fn, files):
+    """fn() with SIGINT's handler run at the n-th call boundary in code from ``files``: a
+    Python function's first instruction and the return of a C function, the points where
+    CPython runs signal handlers (sys.setprofile's "call" and "c_return" events). Returns
+    (fired, the exception fn raised or None)."""
+    seen = 0
+    fired = False
+
+    def profile(frame, event, arg):
+        nonlocal seen, fired
+        if event in ("call", "c_return") and frame.f_code.co_filename in files:
+            seen += 1
+            if seen == n:
+                fired = True
+                handler = signal.getsignal(signal.SIGINT)
+                if callable(handler):
+                    handler(signal.SIGINT, frame)
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    except BaseException as exc:        # noqa: B902 (KeyboardInterrupt is the point)
+        return fired, exc
+    finally:
+        sys.setprofile(None)
+    return fired, None
+
+
+@pytest.mark.parametrize("call", ["fit", "train_on_batch"])
+def test_sigint_at_every_call_boundary_of_a_training_call(call):
+    """A SIGINT at each point where CPython can run its handler inside fit / train_on_batch
+    (their entry and exit included: the lock, the handler swap) must surface as one
+    KeyboardInterrupt, with the model on a step boundary, the handler handed back and the
+    model trainable. Taking the lock outside the try that releases it left the model locked
+    ("already being trained") after an unlucky Ctrl-C; a SIGINT pending while the handler was
+    swapped in raised inside install and left pyblasnn's handler in place."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread")
+    import pyblasnn._interrupts as interrupts
+    import pyblasnn.training as training
+    files = {training.__file__, interrupts.__file__}
+    x, y = blobs(n=24, features=8)
+
+    def make():
+        return mlp(hidden=(8, 8), features=8, seed=5,
+                   optimizer=optimizers.SGD(0.05, momentum=0.9))
+
+    model, ref = make(), make()
+    model.fit(x, y, epochs=1, batch_size=24, shuffle=False, verbose=0)   # model.history
+    ref.train_on_batch(x, y)
+
+    def run():
+        if call == "fit":
+            model.fit(x, y, epochs=2, batch_size=24, shuffle=False, verbose=0)
+        else:
+            model.train_on_batch(x, y)
+
+    n = 0
+    while True:
+        n += 1
+        before, last_history = model.optimizer.iterations, model.history
+        fired, exc = _interrupted_at(n, run, files)
+        if not fired:
+            assert exc is None
+            break
+        assert isinstance(exc, KeyboardInterrupt), f"boundary {n}: {exc!r}"
+        _assert_on_a_step_boundary(model, ref, x, y, before, last_history, f"boundary {n}",
+                                   call)
+    assert n > 20, f"only {n - 1} boundaries: the profile hook saw nothing"
 
 
 def test_sigint_handler_is_restored_and_other_threads_are_untouched():
