@@ -438,6 +438,54 @@ def test_omp_num_threads_above_the_bound_is_clamped():
     assert out == str(MAX_THREADS)
 
 
+# ------------------------------------------------------- several Python threads at once
+CONCURRENT_SCRIPT = """
+import concurrent.futures, sys, numpy as np
+sys.path.insert(0, {tests!r})
+from pyblasnn import _config
+from test_threads import _cases
+
+cases = _cases(np.random.default_rng(0), np.float32)
+want = {{}}
+for name, (fn, args) in cases.items():
+    r = fn(*args, n_threads=1)
+    want[name] = [np.asarray(v).tobytes() for v in (r if isinstance(r, tuple) else (r,))]
+_config.reset_path_counters()
+blas = np.random.default_rng(1).standard_normal((300, 300))
+
+def worker(seed):
+    # every op, in its own order, on 2 threads (an OpenMP pool per Python thread: nested
+    # in a Python pool), NumPy's BLAS pool interleaved
+    order = np.random.default_rng(seed).permutation(sorted(cases))
+    wrong = []
+    for name in order:
+        fn, args = cases[name]
+        r = fn(*args, n_threads=2)
+        got = [np.asarray(v).tobytes() for v in (r if isinstance(r, tuple) else (r,))]
+        if got != want[name]:
+            wrong.append(name)
+        blas @ blas
+    return wrong
+
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    results = list(pool.map(worker, range(8)))
+parallel = sum(p for _, p in _config.path_counters().values())
+print(sum(map(len, results)), parallel, sorted({{name for w in results for name in w}}))
+"""
+
+
+def test_kernels_from_several_python_threads_at_once():
+    """8 runs of every op (4 Python threads, each kernel on 2 OpenMP threads, NumPy's BLAS
+    between calls) give the 1-thread results bit for bit, in a child process under a
+    timeout (a deadlock fails the test instead of hanging the suite)."""
+    script = CONCURRENT_SCRIPT.format(tests=TESTS)
+    out = _run(script)
+    wrong, parallel, names = out.split(" ", 2)
+    assert wrong == "0", f"{wrong} results differ from 1 thread: {names}"
+    if _config.config_info()["openmp"]:
+        assert int(parallel) > 0, "no parallel region was entered: the test proves nothing"
+
+
 # ------------------------------------------------------------------------------ fork
 FORK_SCRIPT = """
 import multiprocessing as mp, sys, numpy as np
