@@ -7,14 +7,16 @@
 #include <immintrin.h>
 #define PBN_AVX2 __attribute__((target("avx2,fma")))
 
-/* ---- float: 6 x 16 ---- */
+#define UKR_TARGET PBN_AVX2
+#define VMASK_T __m256i
+
+/* ---- float: 6 x 16 (12 ymm accumulators, 2 B vectors and a broadcast of the 16) ---- */
 #define UKR_NAME pbn_sgemm_avx2_6x16
 #define T float
 #define VT __m256
-#define VMASK_T __m256i
 #define W 8
 #define MR PBN_AVX2_MR_F32
-#define NR PBN_AVX2_NR_F32
+#define NV (PBN_AVX2_NR_F32 / 8)
 #define VZERO() _mm256_setzero_ps()
 #define VLOADU(p) _mm256_loadu_ps(p)
 #define VSTOREU(p, v) _mm256_storeu_ps(p, v)
@@ -25,14 +27,13 @@
 #define VMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VMASKLOAD(p, m) _mm256_maskload_ps(p, m)
 #define VMASKSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
-#include "gemm_avx2_ukr.h"
+#include "gemm_ukr_tpl.h"
 #undef UKR_NAME
 #undef T
 #undef VT
-#undef VMASK_T
 #undef W
 #undef MR
-#undef NR
+#undef NV
 #undef VZERO
 #undef VLOADU
 #undef VSTOREU
@@ -116,10 +117,9 @@ PBN_AVX2 void pbn_dot3x4_avx2_f32(pbn_int k, const float *const *a, const float 
 #define UKR_NAME pbn_dgemm_avx2_6x8
 #define T double
 #define VT __m256d
-#define VMASK_T __m256i
 #define W 4
 #define MR PBN_AVX2_MR_F64
-#define NR PBN_AVX2_NR_F64
+#define NV (PBN_AVX2_NR_F64 / 4)
 #define VZERO() _mm256_setzero_pd()
 #define VLOADU(p) _mm256_loadu_pd(p)
 #define VSTOREU(p, v) _mm256_storeu_pd(p, v)
@@ -130,7 +130,7 @@ PBN_AVX2 void pbn_dot3x4_avx2_f32(pbn_int k, const float *const *a, const float 
 #define VMASK(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
 #define VMASKLOAD(p, m) _mm256_maskload_pd(p, m)
 #define VMASKSTORE(p, m, v) _mm256_maskstore_pd(p, m, v)
-#include "gemm_avx2_ukr.h"
+#include "gemm_ukr_tpl.h"
 
 #else /* not x86 with GCC-style builtins: only the portable path exists */
 

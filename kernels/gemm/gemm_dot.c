@@ -30,11 +30,7 @@ static void pbn_dot_store(pbn_int i0, int mr, pbn_int j0, int nb, const float *o
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nb; j++) {
             float *cp = C + (i0 + r) * rsc + (j0 + j) * csc;
-            float s = out[r * ld + j];
-            if (accumulate) s = *cp + s;
-            if (bias) s = s + bias[j0 + j];
-            if (relu) s = s < 0 ? 0.0f : s;
-            *cp = s;
+            *cp = PBN_EPILOGUE(out[r * ld + j], cp, accumulate, bias ? bias + j0 + j : NULL, relu);
         }
 }
 

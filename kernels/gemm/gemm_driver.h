@@ -38,11 +38,7 @@ static void FN(ukr_portable)(pbn_int kc, const T *const *a, pbn_int as, const T 
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
             T *cp = c + i * rsc + j * csc;
-            T s = acc[i][j];
-            if (load_c) s = *cp + s;
-            if (bias) s = s + bias[j];
-            if (relu) s = s < 0 ? (T)0 : s;
-            *cp = s;
+            *cp = PBN_EPILOGUE(acc[i][j], cp, load_c, bias ? bias + j : NULL, relu);
         }
 }
 
@@ -169,16 +165,13 @@ static void FN(gemm_body)(const ARGS *g, UKR_T ukr, int pack_a, int pack_b, T *B
     }
 }
 
-/* k == 0: C := (accumulate ? C : 0), then the epilogue. */
+/* k == 0: the epilogue of an empty sum (C := (accumulate ? C + 0 : 0) + bias, relu). */
 static void FN(gemm_k0)(const ARGS *g)
 {
     for (pbn_int i = 0; i < g->m; i++)
         for (pbn_int j = 0; j < g->n; j++) {
             T *cp = g->C + i * g->rsc + j * g->csc;
-            T s = g->accumulate ? *cp : (T)0;
-            if (g->bias) s = s + g->bias[j];
-            if (g->relu) s = s < 0 ? (T)0 : s;
-            *cp = s;
+            *cp = PBN_EPILOGUE((T)0, cp, g->accumulate, g->bias ? g->bias + j : NULL, g->relu);
         }
 }
 
@@ -190,10 +183,7 @@ static void FN(gemm_naive_rect)(const ARGS *g, pbn_int i_lo, pbn_int i_hi, pbn_i
         for (pbn_int j = j_lo; j < j_hi; j++) {
             T *cp = g->C + i * g->rsc + j * g->csc, s = 0;
             for (pbn_int p = 0; p < g->k; p++) s += a[p * g->csa] * g->B[p * g->rsb + j * g->csb];
-            if (g->accumulate) s = *cp + s;
-            if (g->bias) s = s + g->bias[j];
-            if (g->relu) s = s < 0 ? (T)0 : s;
-            *cp = s;
+            *cp = PBN_EPILOGUE(s, cp, g->accumulate, g->bias ? g->bias + j : NULL, g->relu);
         }
     }
 }

@@ -50,6 +50,25 @@
 #define PBN_AVX512_MC_F64 72
 #define PBN_AVX512_NC_F64 4096
 
+/* ---- the epilogue every path applies to an output element ----
+ * x := (accumulate ? C + acc : acc);  x := x + bias if bias;  x := max(0, x) if relu, where
+ * max keeps a NaN and a -0.0 (as the vector kernels' max(0, x) and numpy.maximum do).
+ * c: the element of C (read only when accumulating); bias: its column's bias or NULL. The
+ * vector kernels apply the same three steps lane-wise (gemm_ukr_tpl.h, gemm_sparse_tpl.h). */
+#define PBN_DEFINE_EPILOGUE(T, SUF)                                                       \
+static inline T pbn_epilogue_##SUF(T acc, const T *c, int accumulate, const T *bias,      \
+                                   int relu)                                              \
+{                                                                                         \
+    T x = accumulate ? *c + acc : acc;                                                    \
+    if (bias) x = x + *bias;                                                              \
+    return relu && x < 0 ? (T)0 : x;                                                      \
+}
+PBN_DEFINE_EPILOGUE(float, f32)
+PBN_DEFINE_EPILOGUE(double, f64)
+#undef PBN_DEFINE_EPILOGUE
+#define PBN_EPILOGUE(acc, c, accumulate, bias, relu)                                      \
+    _Generic((acc), float: pbn_epilogue_f32, double: pbn_epilogue_f64)(acc, c, accumulate, bias, relu)
+
 typedef void (*pbn_ukr_f32)(pbn_int kc, const float *const *a, pbn_int as, const float *b, pbn_int bs,
                             float *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                             int load_c, const float *bias, int relu);

@@ -68,10 +68,7 @@ SP_TARGET static void SFN(sparse_tail)(const int32_t *count, const int32_t *col,
             for (int32_t q = 0; q < count[i]; q++)
                 s = __builtin_fmaf(val[i * k + q], Bb[(pbn_int)col[i * k + q] * PBN_SPARSE_COLS + j], s);
             float *c = C + i * rsc + j0 + j;
-            if (accumulate) s = *c + s;
-            if (bias) s = s + bias[j0 + j];
-            if (relu) s = s < 0 ? 0.0f : s;
-            *c = s;
+            *c = PBN_EPILOGUE(s, c, accumulate, bias ? bias + j0 + j : NULL, relu);
         }
 }
 #endif

@@ -110,11 +110,7 @@ UKR_TARGET void UKR_NAME(pbn_int kc, const T *const *a, pbn_int as, const T *b, 
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
             T *cp = c + i * rsc + j * csc;
-            T s = t[i * UKR_NR + j];
-            if (load_c) s = *cp + s;
-            if (bias) s = s + bias[j];
-            if (relu) s = s < 0 ? (T)0 : s;
-            *cp = s;
+            *cp = PBN_EPILOGUE(t[i * UKR_NR + j], cp, load_c, bias ? bias + j : NULL, relu);
         }
 }
 

@@ -134,13 +134,9 @@ static void gather_dots_##SUF(const gemv_kernels_##SUF *kr, const T *M, pbn_int 
 static void epilogue_##SUF(const T *sums, pbn_int rows, T *Y, pbn_int incy, int accumulate,\
                            const T *bias, pbn_int inc_bias, int relu)                     \
 {                                                                                         \
-    for (pbn_int i = 0; i < rows; i++) {                                                  \
-        T s = sums[i];                                                                    \
-        if (accumulate) s = Y[i * incy] + s;                                              \
-        if (bias) s += bias[i * inc_bias];                                                \
-        if (relu && s < 0) s = 0;                                                         \
-        Y[i * incy] = s;                                                                  \
-    }                                                                                     \
+    for (pbn_int i = 0; i < rows; i++)                                                    \
+        Y[i * incy] = PBN_EPILOGUE(sums[i], Y + i * incy, accumulate,                      \
+                                   bias ? bias + i * inc_bias : NULL, relu);              \
 }                                                                                         \
 /* rows r0..r1 of y := M v, then the epilogue */                                          \
 static void row_block_##SUF(const gemv_kernels_##SUF *kr, int axpy, const T *M,           \
