@@ -7,43 +7,17 @@
 #include <immintrin.h>
 #define PBN_AVX2 __attribute__((target("avx2,fma")))
 
-#define UKR_TARGET PBN_AVX2
-#define VMASK_T __m256i
-
 /* ---- float: 6 x 16 (12 ymm accumulators, 2 B vectors and a broadcast of the 16) ---- */
+#define PBN_VEC PBN_VEC_AVX2_F32
+#include "gemm_vec.h"
 #define UKR_NAME pbn_sgemm_avx2_6x16
-#define T float
-#define VT __m256
-#define W 8
 #define MR PBN_AVX2_MR_F32
 #define NV (PBN_AVX2_NR_F32 / 8)
-#define VZERO() _mm256_setzero_ps()
-#define VLOADU(p) _mm256_loadu_ps(p)
-#define VSTOREU(p, v) _mm256_storeu_ps(p, v)
-#define VBCAST(p) _mm256_broadcast_ss(p)
-#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define VADD(a, b) _mm256_add_ps(a, b)
-#define VMAX(a, b) _mm256_max_ps(a, b) /* returns b when either is NaN: keeps NaN like numpy */
-#define VMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
-#define VMASKLOAD(p, m) _mm256_maskload_ps(p, m)
-#define VMASKSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
 #include "gemm_ukr_tpl.h"
 #undef UKR_NAME
-#undef T
-#undef VT
-#undef W
 #undef MR
 #undef NV
-#undef VZERO
-#undef VLOADU
-#undef VSTOREU
-#undef VBCAST
-#undef VFMA
-#undef VADD
-#undef VMAX
-#undef VMASK
-#undef VMASKLOAD
-#undef VMASKSTORE
+#include "gemm_vec_undef.h"
 
 /* ---- float, small n: dot products vectorised along k ----
  * out[r * 4 + j] = sum_p a[r][p] * bt[j * ldb + p] for r < 3, j < nb (nb <= 4); the a rows
@@ -114,23 +88,16 @@ PBN_AVX2 void pbn_dot3x4_avx2_f32(pbn_int k, const float *const *a, const float 
 #undef DOT_ROW3M
 
 /* ---- double: 6 x 8 ---- */
+#define PBN_VEC PBN_VEC_AVX2_F64
+#include "gemm_vec.h"
 #define UKR_NAME pbn_dgemm_avx2_6x8
-#define T double
-#define VT __m256d
-#define W 4
 #define MR PBN_AVX2_MR_F64
 #define NV (PBN_AVX2_NR_F64 / 4)
-#define VZERO() _mm256_setzero_pd()
-#define VLOADU(p) _mm256_loadu_pd(p)
-#define VSTOREU(p, v) _mm256_storeu_pd(p, v)
-#define VBCAST(p) _mm256_broadcast_sd(p)
-#define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
-#define VADD(a, b) _mm256_add_pd(a, b)
-#define VMAX(a, b) _mm256_max_pd(a, b)
-#define VMASK(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
-#define VMASKLOAD(p, m) _mm256_maskload_pd(p, m)
-#define VMASKSTORE(p, m, v) _mm256_maskstore_pd(p, m, v)
 #include "gemm_ukr_tpl.h"
+#undef UKR_NAME
+#undef MR
+#undef NV
+#include "gemm_vec_undef.h"
 
 #else /* not x86 with GCC-style builtins: only the portable path exists */
 

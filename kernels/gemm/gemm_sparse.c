@@ -109,61 +109,15 @@ PBN_AVX512 static int32_t sparse_compress_row_avx512(const float *a, pbn_int k, 
 }
 
 /* ---- the tile kernels per ISA (gemm_sparse_tpl.h) ---- */
-#define ISA avx2
-#define SP_TARGET PBN_AVX2
-#define VT __m256
-#define W 8
-#define VZERO() _mm256_setzero_ps()
-#define VLOADU(p) _mm256_loadu_ps(p)
-#define VSTOREU(p, v) _mm256_storeu_ps(p, v)
-#define VBCAST(x) _mm256_set1_ps(x)
-#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define VADD(a, b) _mm256_add_ps(a, b)
-#define VMAX(a, b) _mm256_max_ps(a, b)
+#define PBN_VEC PBN_VEC_AVX2_F32
+#include "gemm_vec.h"
 #include "gemm_sparse_tpl.h"
-#undef ISA
-#undef SP_TARGET
-#undef VT
-#undef W
-#undef VZERO
-#undef VLOADU
-#undef VSTOREU
-#undef VBCAST
-#undef VFMA
-#undef VADD
-#undef VMAX
+#include "gemm_vec_undef.h"
 
-#define ISA avx512
-#define SP_TARGET PBN_AVX512
-#define VT __m512
-#define W 16
-#define VZERO() _mm512_setzero_ps()
-#define VLOADU(p) _mm512_loadu_ps(p)
-#define VSTOREU(p, v) _mm512_storeu_ps(p, v)
-#define VBCAST(x) _mm512_set1_ps(x)
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VMAX(a, b) _mm512_max_ps(a, b)
-#define VMASK_T __mmask16
-#define VMASK(n) ((__mmask16)((1u << (n)) - 1))
-#define VMASKLOAD(p, m) _mm512_maskz_loadu_ps(m, p)
-#define VMASKSTORE(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define PBN_VEC PBN_VEC_AVX512_F32
+#include "gemm_vec.h"
 #include "gemm_sparse_tpl.h"
-#undef ISA
-#undef SP_TARGET
-#undef VT
-#undef W
-#undef VZERO
-#undef VLOADU
-#undef VSTOREU
-#undef VBCAST
-#undef VFMA
-#undef VADD
-#undef VMAX
-#undef VMASK_T
-#undef VMASK
-#undef VMASKLOAD
-#undef VMASKSTORE
+#include "gemm_vec_undef.h"
 
 int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
                         pbn_int csa, const pbn_int *a_rows, const float *B, pbn_int rsb,

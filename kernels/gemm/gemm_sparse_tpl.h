@@ -1,28 +1,20 @@
 /* Tile kernels of the zero-skipping float32 path (gemm_sparse.c), for any vector width:
- * included once per ISA by gemm_sparse.c. Expects:
- *   ISA (name suffix), SP_TARGET (target attribute), VT, W (float lanes), VZERO(), VLOADU(p),
- *   VSTOREU(p, v), VBCAST(x) (a float value), VFMA(a, b, c) = a*b+c, VADD, VMAX;
- *   optionally VMASK_T, VMASK(n), VMASKLOAD(p, m), VMASKSTORE(p, m, v) (lanes < n), which
- *   let the last partial vector of a block run masked instead of one column at a time.
+ * included once per ISA by gemm_sparse.c, in gemm_vec.h's float32 vocabulary. The last
+ * partial vector of a block runs masked.
  * Every C element is acc := 0, acc := fma(A[i, p], B[p, j], acc) over A's nonzeros in p
  * order, then the epilogue x := (accumulate ? C + acc : acc); x += bias[j]; x := max(0, x):
  * the same bits for any vector width, masked or scalar. */
 
 #define SFN(name) PBN_CAT(name, ISA)
 
-/* one vector-width row chunk: lanes < w (w == W: unmasked; only with VMASK otherwise) */
-#ifdef VMASK
+/* one vector-width row chunk: lanes < w (w == W: unmasked) */
 #define SP_LOAD(p, w) ((w) == W ? VLOADU(p) : VMASKLOAD(p, VMASK(w)))
 #define SP_STORE(p, w, v) do { if ((w) == W) VSTOREU(p, v); else VMASKSTORE(p, VMASK(w), v); } while (0)
-#else
-#define SP_LOAD(p, w) VLOADU(p)
-#define SP_STORE(p, w, v) VSTOREU(p, v)
-#endif
 
 /* C[i, j0 + jb + v W + l] for rows i_lo..i_hi, vectors v < NV (the last one w lanes wide),
  * from the compressed rows (row i: count[i] nonzeros at col / val [i * k ...]) and the packed
  * B block Bb of the columns from j0 (row p at Bb + p * PBN_SPARSE_COLS) */
-SP_TARGET __attribute__((always_inline)) static inline void
+VEC_TARGET __attribute__((always_inline)) static inline void
 SFN(sparse_tile)(const int NV, const int w, const int32_t *count, const int32_t *col,
                  const float *val, pbn_int k, pbn_int i_lo, pbn_int i_hi, const float *Bb,
                  pbn_int j0, pbn_int jb, float *C, pbn_int rsc, int accumulate,
@@ -37,14 +29,13 @@ SFN(sparse_tile)(const int NV, const int w, const int32_t *count, const int32_t 
         const float *vi = val + i * k;
         const int32_t nq = count[i];
         for (int32_t q = 0; q < nq; q++) {
-            const VT a = VBCAST(vi[q]);
+            const VT a = VSET1(vi[q]);
             const float *b = B + (pbn_int)ci[q] * PBN_SPARSE_COLS;
             for (int v = 0; v < NV; v++) acc[v] = VFMA(a, VLOADU(b + W * v), acc[v]);
         }
         float *c = C + i * rsc + j0 + jb;
         for (int v = 0; v < NV; v++) {
             const int lanes = v == NV - 1 ? w : W;
-            (void)lanes;                   /* unused without masks */
             VT x = acc[v];
             if (accumulate) x = VADD(SP_LOAD(c + W * v, lanes), x);
             if (bias) x = VADD(x, SP_LOAD(bias + j0 + jb + W * v, lanes));
@@ -54,27 +45,9 @@ SFN(sparse_tile)(const int NV, const int w, const int32_t *count, const int32_t 
     }
 }
 
-#ifndef VMASK
-/* the last w < W columns of a block, one at a time (ISAs without masks) */
-SP_TARGET static void SFN(sparse_tail)(const int32_t *count, const int32_t *col,
-                                       const float *val, pbn_int k, pbn_int i_lo, pbn_int i_hi,
-                                       const float *Bb, pbn_int j0, pbn_int jb, pbn_int w,
-                                       float *C, pbn_int rsc, int accumulate,
-                                       const float *bias, int relu)
-{
-    for (pbn_int i = i_lo; i < i_hi; i++)
-        for (pbn_int j = jb; j < jb + w; j++) {
-            float s = 0.0f;
-            for (int32_t q = 0; q < count[i]; q++)
-                s = __builtin_fmaf(val[i * k + q], Bb[(pbn_int)col[i * k + q] * PBN_SPARSE_COLS + j], s);
-            float *c = C + i * rsc + j0 + j;
-            *c = PBN_EPILOGUE(s, c, accumulate, bias ? bias + j0 + j : NULL, relu);
-        }
-}
-#endif
 
 /* rows i_lo..i_hi x the w columns of the block starting at column j0 */
-SP_TARGET static void SFN(sparse_task)(const int32_t *count, const int32_t *col,
+VEC_TARGET static void SFN(sparse_task)(const int32_t *count, const int32_t *col,
                                        const float *val, pbn_int k, pbn_int i_lo, pbn_int i_hi,
                                        const float *Bb, pbn_int j0, pbn_int w, float *C,
                                        pbn_int rsc, int accumulate, const float *bias, int relu)
@@ -88,14 +61,9 @@ SP_TARGET static void SFN(sparse_task)(const int32_t *count, const int32_t *col,
     for (; jb + W <= w; jb += W)
         SFN(sparse_tile)(1, W, count, col, val, k, i_lo, i_hi, Bb, j0, jb, C, rsc, accumulate,
                          bias, relu);
-    if (jb == w) return;
-#ifdef VMASK
-    SFN(sparse_tile)(1, (int)(w - jb), count, col, val, k, i_lo, i_hi, Bb, j0, jb, C, rsc,
-                     accumulate, bias, relu);
-#else
-    SFN(sparse_tail)(count, col, val, k, i_lo, i_hi, Bb, j0, jb, w - jb, C, rsc, accumulate,
-                     bias, relu);
-#endif
+    if (jb < w)                        /* the last w - jb < W columns: masked */
+        SFN(sparse_tile)(1, (int)(w - jb), count, col, val, k, i_lo, i_hi, Bb, j0, jb, C, rsc,
+                         accumulate, bias, relu);
 }
 
 #undef SP_LOAD

@@ -35,113 +35,39 @@ DEFINE_TINY_PORTABLE(double, f64)
 #include <immintrin.h>
 
 /* ---- AVX2 + FMA: float 8 lanes, double 4 ---- */
-#define ISA avx2
-#define TINY_TARGET __attribute__((target("avx2,fma")))
-
-#define T float
-#define SUF f32
-#define VT __m256
-#define W 8
-#define VZERO() _mm256_setzero_ps()
-#define VLOADU(p) _mm256_loadu_ps(p)
-#define VSTOREU(p, v) _mm256_storeu_ps(p, v)
-#define VBCAST(p) _mm256_broadcast_ss(p)
-#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define PBN_VEC PBN_VEC_AVX2_F32
+#include "gemm_vec.h"
 #include "gemm_tiny_tpl.h"
 DEFINE_TINY_V(1, 8)        /* n = 8 */
 DEFINE_TINY_V(2, 6)        /* n = 16: the 6 x 16 tile of the packed kernel */
 DEFINE_TINY_V(4, 3)        /* n = 32 */
 DEFINE_TINY_HALVES(4, 3)   /* n = 64: two 32-column halves, 12 FMAs per 7 loads */
-#undef T
-#undef SUF
-#undef VT
-#undef W
-#undef VZERO
-#undef VLOADU
-#undef VSTOREU
-#undef VBCAST
-#undef VFMA
+#include "gemm_vec_undef.h"
 
-#define T double
-#define SUF f64
-#define VT __m256d
-#define W 4
-#define VZERO() _mm256_setzero_pd()
-#define VLOADU(p) _mm256_loadu_pd(p)
-#define VSTOREU(p, v) _mm256_storeu_pd(p, v)
-#define VBCAST(p) _mm256_broadcast_sd(p)
-#define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define PBN_VEC PBN_VEC_AVX2_F64
+#include "gemm_vec.h"
 #include "gemm_tiny_tpl.h"
 DEFINE_TINY_V(2, 6)        /* n = 8 */
 DEFINE_TINY_V(4, 3)        /* n = 16 */
 DEFINE_TINY_HALVES(4, 3)   /* n = 32 */
-#undef T
-#undef SUF
-#undef VT
-#undef W
-#undef VZERO
-#undef VLOADU
-#undef VSTOREU
-#undef VBCAST
-#undef VFMA
-#undef ISA
-#undef TINY_TARGET
+#include "gemm_vec_undef.h"
 
 /* ---- AVX-512: float 16 lanes, double 8; 16..24 accumulators of the 32 zmm ---- */
-#define ISA avx512
-#define TINY_TARGET __attribute__((target("avx512f,avx512vl,fma")))
-
-#define T float
-#define SUF f32
-#define VT __m512
-#define W 16
-#define VZERO() _mm512_setzero_ps()
-#define VLOADU(p) _mm512_loadu_ps(p)
-#define VSTOREU(p, v) _mm512_storeu_ps(p, v)
-#define VBCAST(p) _mm512_set1_ps(*(p))
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define PBN_VEC PBN_VEC_AVX512_F32
+#include "gemm_vec.h"
 #include "gemm_tiny_tpl.h"
 DEFINE_TINY_V(1, 16)       /* n = 16: a 16 x 16 product is one group */
 DEFINE_TINY_V(2, 12)       /* n = 32 */
 DEFINE_TINY_V(4, 6)        /* n = 64 */
-#undef T
-#undef SUF
-#undef VT
-#undef W
-#undef VZERO
-#undef VLOADU
-#undef VSTOREU
-#undef VBCAST
-#undef VFMA
+#include "gemm_vec_undef.h"
 
-#define T double
-#define SUF f64
-#define VT __m512d
-#define W 8
-#define VZERO() _mm512_setzero_pd()
-#define VLOADU(p) _mm512_loadu_pd(p)
-#define VSTOREU(p, v) _mm512_storeu_pd(p, v)
-#define VBCAST(p) _mm512_set1_pd(*(p))
-#define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define PBN_VEC PBN_VEC_AVX512_F64
+#include "gemm_vec.h"
 #include "gemm_tiny_tpl.h"
 DEFINE_TINY_V(1, 16)       /* n = 8 */
 DEFINE_TINY_V(2, 12)       /* n = 16 */
 DEFINE_TINY_V(4, 6)        /* n = 32 */
-#undef T
-#undef SUF
-#undef VT
-#undef W
-#undef VZERO
-#undef VLOADU
-#undef VSTOREU
-#undef VBCAST
-#undef VFMA
-#undef ISA
-#undef TINY_TARGET
-#undef TINY_LEFT
-#undef DEFINE_TINY_V
-#undef DEFINE_TINY_HALVES
-#undef TFN
+#include "gemm_vec_undef.h"
 
 static pbn_tiny_f32 tiny_simd_f32(int isa, pbn_int n)
 {

@@ -1,8 +1,5 @@
 /* Row-group kernels of the batched small-product path (gemm_tiny.c), for any vector width:
- * included once per (ISA, dtype) by gemm_tiny.c. Expects:
- *   ISA (name suffix: avx2, avx512), TINY_TARGET (the functions' target attribute), T, SUF
- *   (f32 / f64), VT (vector type), W (lanes), VZERO(), VLOADU(p), VSTOREU(p, v), VBCAST(p),
- *   VFMA(a, b, c) = a*b+c.
+ * included once per (ISA, dtype) by gemm_tiny.c, in gemm_vec.h's vocabulary.
  * A group of R rows of C is held in R x NV vector accumulators (NV vectors per row); for each
  * p the NV vectors of B's row p are loaded once and each row's A[i, p] is broadcast against
  * them. Every C element is acc := 0, then acc := fma(A[i, p], B[p, j], acc) for p = 0..k-1 in
@@ -12,7 +9,7 @@
 
 /* rows [0, R) of C := A @ B, NV vectors wide; R and NV are constants after inlining, so the
  * loops unroll and the accumulators live in registers */
-TINY_TARGET __attribute__((always_inline)) static inline void
+VEC_TARGET __attribute__((always_inline)) static inline void
 TFN(tiny_rows)(const int R, const int NV, pbn_int k, const T *A, pbn_int rsa, pbn_int csa,
                const T *B, pbn_int rsb, T *C, pbn_int rsc)
 {
@@ -36,7 +33,7 @@ TFN(tiny_rows)(const int R, const int NV, pbn_int k, const T *A, pbn_int rsa, pb
 #define TINY_LEFT(X, NV, R) \
     case X: TFN(tiny_rows)((X) % (R), NV, k, A, rsa, csa, B, rsb, C, rsc); break;
 #define DEFINE_TINY_V(NV, R)                                                                \
-TINY_TARGET static void TFN(tiny_v##NV##r##R)(pbn_int m, pbn_int n, pbn_int k, const T *A,  \
+VEC_TARGET static void TFN(tiny_v##NV##r##R)(pbn_int m, pbn_int n, pbn_int k, const T *A,  \
                                               pbn_int rsa, pbn_int csa, const T *B,         \
                                               pbn_int rsb, T *C, pbn_int rsc)               \
 {                                                                                           \
@@ -57,7 +54,7 @@ TINY_TARGET static void TFN(tiny_v##NV##r##R)(pbn_int m, pbn_int n, pbn_int k, c
 
 /* the same on two halves of C's columns (n = 2 NV W), e.g. n = 64 with 4 AVX2 vectors */
 #define DEFINE_TINY_HALVES(NV, R)                                                           \
-TINY_TARGET static void TFN(tiny_v##NV##r##R##x2)(pbn_int m, pbn_int n, pbn_int k,          \
+VEC_TARGET static void TFN(tiny_v##NV##r##R##x2)(pbn_int m, pbn_int n, pbn_int k,          \
                                                   const T *A, pbn_int rsa, pbn_int csa,     \
                                                   const T *B, pbn_int rsb, T *C, pbn_int rsc) \
 {                                                                                           \

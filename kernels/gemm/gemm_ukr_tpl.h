@@ -1,10 +1,6 @@
 /* Register-blocked micro-kernel body for any vector width, included once per (ISA, dtype,
- * tile) by the ISA's file. Contract: gemm_internal.h. Expects:
- *   UKR_NAME, UKR_TARGET (the function's target attribute), T, VT (vector type), W (lanes),
- *   MR (rows), NV (vectors per row; NR = NV * W),
- *   VZERO(), VLOADU(p), VSTOREU(p, v), VBCAST(p), VFMA(a, b, c) = a*b+c, VADD, VMAX,
- *   VMASK_T, VMASK(n) (lanes < n set; n may be <= 0 or >= W), VMASKLOAD(p, m) (reads no
- *   lane outside m), VMASKSTORE(p, m, v) (writes no lane outside m).
+ * tile) by the ISA's file. Contract: gemm_internal.h. Expects gemm_vec.h's vocabulary and
+ *   UKR_NAME, MR (rows), NV (vectors per row; NR = NV * W).
  * Every C element is summed the same way whatever the tile and vector width: acc := 0, then
  * acc := fma(a[i][p], b[p][j], acc) for p = 0..kc-1 in order, then the epilogue
  *   x := (load_c ? C + acc : acc);  x := x + bias[j] if bias;  x := max(0, x) if relu
@@ -26,7 +22,7 @@
         }                                                                              \
     } while (0)
 
-UKR_TARGET void UKR_NAME(pbn_int kc, const T *const *a, pbn_int as, const T *b, pbn_int bs,
+VEC_TARGET void UKR_NAME(pbn_int kc, const T *const *a, pbn_int as, const T *b, pbn_int bs,
                          T *c, pbn_int rsc, pbn_int csc, int mr, int nr,
                          int load_c, const T *bias, int relu)
 {

@@ -1,0 +1,24 @@
+/* Undoes gemm_vec.h (and PBN_VEC) so the next template instance can define its own. */
+#undef PBN_VEC
+#undef PBN_VEC_AVX2_F32
+#undef PBN_VEC_AVX2_F64
+#undef PBN_VEC_AVX512_F32
+#undef PBN_VEC_AVX512_F64
+#undef ISA
+#undef VEC_TARGET
+#undef T
+#undef SUF
+#undef VT
+#undef W
+#undef VMASK_T
+#undef VZERO
+#undef VLOADU
+#undef VSTOREU
+#undef VBCAST
+#undef VSET1
+#undef VFMA
+#undef VADD
+#undef VMAX
+#undef VMASK
+#undef VMASKLOAD
+#undef VMASKSTORE
