@@ -1,14 +1,15 @@
 /* pyblasnn GEMM engine: public entry points (gemm.h), the path choices, the block-size
  * table as numbers. The blocked driver is gemm_driver.h (instantiated below per dtype and
  * register tile); the micro-kernels are in gemm_avx2.c and gemm_avx512.c (one template,
- * gemm_ukr_tpl.h); the ISA in use and the scratch memory come from gemm_runtime.c. */
+ * gemm_ukr_tpl.h); the ISA in use comes from kernels/pbn_isa.h (through gemm_runtime.h), the
+ * scratch memory from gemm_runtime.c. */
 #include <stdlib.h>
 #include "gemm_internal.h"
 #include "gemv.h"
 #include "../openmp_shim.h"
 #include "../pbn_runtime.h"
 
-/* ---- run-time choices (the ISA itself is chosen in gemm_runtime.c) ---- */
+/* ---- run-time choices (the ISA itself is chosen in kernels/pbn_isa.h) ---- */
 /* Kept for the tests written before set_isa: force = 1 selects the portable ISA, 0 the
  * one chosen at first use (PYBLASNN_ISA or the best this CPU has). */
 void pbn_gemm_force_portable(int force) { pbn_isa_set(force ? PBN_ISA_PORTABLE : pbn_isa_initial()); }

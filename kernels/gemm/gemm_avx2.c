@@ -1,6 +1,6 @@
 /* AVX2 + FMA micro-kernels (6x16 float, 6x8 double). Compiled per function with
  * target("avx2,fma") so the build needs no -march flag; chosen at run time by the runtime
- * layer (gemm_runtime.c). */
+ * layer (kernels/pbn_isa.h). */
 #include "gemm_internal.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))

@@ -1,6 +1,6 @@
 /* AVX-512 micro-kernels (float 12x32, double 12x16: 24 zmm accumulators, 2 B vectors and a
  * broadcast of the 32 registers). Compiled per function with target(...) so the build needs
- * no -march flag; called only when the runtime layer chose avx512 (gemm_runtime.c). Edge
+ * no -march flag; called only when the runtime layer chose avx512 (kernels/pbn_isa.h). Edge
  * tiles use opmask loads / stores. Per C element the sum is the one of the AVX2 6x16 / 6x8
  * kernels (gemm_ukr_tpl.h), so the avx512 and avx2 paths agree bitwise. */
 #include "gemm_internal.h"
