@@ -30,6 +30,7 @@ cdef extern from "pbn_runtime.h" nogil:
         PBN_N_PATHS
     enum: PBN_LATE_US
     enum: PBN_SLACK_DIV
+    enum: PBN_IDLE_US
     enum: PBN_SOLO_US
     enum: PBN_SOLO_MAX_SHIFT
     ctypedef struct pbn_region:

@@ -28,9 +28,11 @@
  * the ordinary imbalance of a long region, a few hundred microseconds in a 100 ms product,
  * from counting); the kernels of this module then run on one thread for PBN_SOLO_US << k
  * microseconds (k = contended regions in a row, at most PBN_SOLO_MAX_SHIFT) and then try
- * the team again; an uncontended region resets k. Results never change: every kernel
- * splits its work into output blocks whose values do not depend on the thread count, so 1
- * and N threads give bitwise-identical results. A few clock reads per parallel region,
+ * the team again; an uncontended region resets k. The first region after the team sat
+ * idle (PBN_IDLE_US; the module's first region too) is not measured: its members are
+ * asleep, not busy elsewhere. Results never change: every kernel splits its work into
+ * output blocks whose values do not depend on the thread count, so 1 and N threads give
+ * bitwise-identical results. A few clock reads per parallel region,
  * none on one thread. PYBLASNN_THREAD_BACKOFF=0 in the environment (read at import) or
  * pbn_set_backoff(0) turns it off.
  */
@@ -60,6 +62,12 @@
 #define PBN_SLACK_DIV 8
 #define PBN_SOLO_US 20000
 #define PBN_SOLO_MAX_SHIFT 6
+/* A region that starts more than PBN_IDLE_US after the module's last team region ended is
+ * not measured: the pool threads have stopped spinning and sleep (pyblasnn's default
+ * GOMP_SPINCOUNT spins about a millisecond), and waking them takes longer than PBN_LATE_US
+ * on a quiet machine too. Measured, a call after a 0.12 s pause marked 7 of 10 regions
+ * contended and halved a 2-thread product's speed for the next second. */
+#define PBN_IDLE_US 1000
 
 /* One parallel region's record, on the calling thread's stack. */
 typedef struct {

@@ -66,6 +66,7 @@ static int pbn_rt_backoff_on = 1;
 static long long pbn_rt_solo_until_us = 0;   /* run on one thread before this time */
 static int pbn_rt_shift = 0;                 /* contended probes in a row, capped */
 static unsigned long long pbn_rt_region_ids = 0;
+static long long pbn_rt_team_end_us = 0;     /* when this module's last team region ended */
 static unsigned long long pbn_rt_contended = 0;
 #if defined(_WIN32) && defined(_MSC_VER)
 static __declspec(thread) unsigned long long pbn_rt_seen = 0;
@@ -84,6 +85,9 @@ int pbn_region_begin(pbn_region *r, int nt)
     const long long now = pbn_rt_now_us();
     if (now < __atomic_load_n(&pbn_rt_solo_until_us, __ATOMIC_RELAXED)) return 1;
     r->t0_us = now;
+    /* the team has been idle long enough to have gone to sleep: waking it is slow, but it
+     * is not contention, so this region is not measured */
+    if (now - __atomic_load_n(&pbn_rt_team_end_us, __ATOMIC_RELAXED) > PBN_IDLE_US) return nt;
     r->id = __atomic_add_fetch(&pbn_rt_region_ids, 1ULL, __ATOMIC_RELAXED);
     return nt;
 }
@@ -107,10 +111,10 @@ void pbn_region_done(pbn_region *r)
 
 void pbn_region_end(pbn_region *r, int nt)
 {
-    /* the module's first region may be the one that creates the pool threads: slow, but
-     * not contention */
-    if (nt <= 1 || r->id <= 1) return;
+    if (nt <= 1) return;
     const long long now = pbn_rt_now_us();
+    __atomic_store_n(&pbn_rt_team_end_us, now, __ATOMIC_RELAXED);
+    if (r->id == 0) return;                 /* not measured */
     const long long done = r->master_done_us ? r->master_done_us : now;
     if (pbn_region_contended(__atomic_load_n(&r->late_us, __ATOMIC_RELAXED), now - done,
                              done - r->t0_us)) {

@@ -5,7 +5,7 @@ Going through the runtime (not a Python-side counter) is what makes ``OMP_NUM_TH
 ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` limit pyblasnn too.
 """
 from _openmp cimport PBN_HAVE_OPENMP, omp_get_max_threads, omp_get_num_procs, omp_set_num_threads
-from _runtime cimport PBN_LATE_US, PBN_SLACK_DIV, PBN_SOLO_MAX_SHIFT, PBN_SOLO_US, pbn_region_contended
+from _runtime cimport PBN_IDLE_US, PBN_LATE_US, PBN_SLACK_DIV, PBN_SOLO_MAX_SHIFT, PBN_SOLO_US, pbn_region_contended
 from _runtime cimport (PBN_MAX_THREADS, PBN_N_PATHS, PBN_PARALLEL_MIN_ELEMENTS,
                        counters_of_module, pbn_default_team, pbn_forked_child, pbn_path_name,
                        pbn_reset_counters, pbn_runtime_init)
@@ -20,6 +20,8 @@ PARALLEL_MIN_ELEMENTS = PBN_PARALLEL_MIN_ELEMENTS
 #: the region's work time, marks a region contended; kernels then run on one thread for
 #: SOLO_US << k us, k <= SOLO_MAX_SHIFT.
 LATE_US = PBN_LATE_US
+#: A region starting this long (us) after the team's last one is not measured (asleep).
+IDLE_US = PBN_IDLE_US
 SLACK_DIV = PBN_SLACK_DIV
 SOLO_US = PBN_SOLO_US
 SOLO_MAX_SHIFT = PBN_SOLO_MAX_SHIFT

@@ -172,6 +172,7 @@ def kernel_constants():
         "max_threads": MAX_THREADS,
         "late_us": _threads.LATE_US,
         "slack_div": _threads.SLACK_DIV,
+        "idle_us": _threads.IDLE_US,
         "solo_us": _threads.SOLO_US,
         "solo_max_shift": _threads.SOLO_MAX_SHIFT,
     }

@@ -597,6 +597,28 @@ def test_backoff_rule_scales_with_the_work_time():
     assert rule(0, 20_000, 100_000)          # a partner descheduled for most of a time slice
 
 
+def test_a_team_woken_from_sleep_is_not_contention(thread_backoff, rng):
+    """The first parallel region after the team sat idle (longer than idle_us) is never
+    counted: waking sleeping pool threads is slow on a quiet machine too. Each call below
+    follows such a pause, so none may count (it did: 7 of 10 after 0.12 s pauses)."""
+    import time
+
+    from pyblasnn import _config
+    if pyblasnn._config._threads.num_procs() < 2 or not pyblasnn._config._threads.openmp_enabled():
+        pytest.skip("needs OpenMP and 2 processors")
+    a = rng.standard_normal((256, 784)).astype(np.float32)
+    b = rng.standard_normal((784, 512)).astype(np.float32)
+    pause = 20 * _config.kernel_constants()["idle_us"] * 1e-6
+    before = _config.thread_backoff()["contended_regions"]
+    _la = pyblasnn._kernels.linalg
+    _la.reset_path_counters()
+    for _ in range(10):
+        time.sleep(pause)
+        pyblasnn.matmul(a, b, n_threads=2)
+    assert _la.path_counters()["gemm.packed"][1] == 10          # all ran on the team
+    assert _config.thread_backoff()["contended_regions"] == before
+
+
 def test_backoff_engages_under_load_and_keeps_results_bitwise(thread_backoff, rng):
     """With more busy processes than cores, 2-thread regions start late or wait at their end:
     the back-off must notice (it then runs kernels on one thread), and every result stays
