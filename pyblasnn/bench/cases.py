@@ -176,7 +176,7 @@ def _elementwise(sz):
             dz = y  # any array of the shape will do as the upstream gradient
 
             def ref():
-                m = x >= y  # ties go to x, like maximum returns x there
+                m = (x > y) | np.isnan(x)  # ties go to y: maximum returns y there
                 return dz * m, dz * ~m
             return {"pyblasnn": lambda: maximum_backward(dz, x, y, n_threads=nt), "numpy": ref}
 
