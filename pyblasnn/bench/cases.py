@@ -39,6 +39,7 @@ SIZES = {
         batch_sizes=[8, 16, 32, 64, 128],
         batched_backward=[(1024, 16), (1024, 64)],
         dense_square=[1024],
+        mnist_sparse=True,
         softmax_rows=[128, 10_000],
         book_rounds=1000,
         python_rounds=1000,
@@ -60,6 +61,7 @@ SIZES = {
         batch_sizes=[8, 32],
         batched_backward=[(256, 8)],
         dense_square=[],
+        mnist_sparse=False,
         softmax_rows=[128],
         book_rounds=1000,
         python_rounds=50,
@@ -81,6 +83,7 @@ SIZES = {
         batch_sizes=[8],
         batched_backward=[(16, 8)],
         dense_square=[64],
+        mnist_sparse=False,
         softmax_rows=[128],
         book_rounds=20,
         python_rounds=2,
@@ -367,6 +370,55 @@ def _dense_cases(sz):
     return cases
 
 
+# ------------------------------------------------------------- zero-skipping on MNIST
+def _mnist_sparse_cases(sz):
+    """The training step's two first-layer products on a real shuffled MNIST batch (81% of
+    the pixels are 0), where pyblasnn's zero-skipping path runs: against NumPy's dense BLAS
+    and scipy.sparse (the batch converted to CSR in every call, as a training loop would)."""
+    if not sz["mnist_sparse"]:
+        return []
+    m, k, n = 128, 784, 512
+
+    def setup(rng):
+        from .epoch import load_mnist
+        x = load_mnist()[0]
+        xb = np.ascontiguousarray(x[rng.permutation(x.shape[0])[:m]])
+        return xb, _dot_operand(rng, (k, n), F32), _dot_operand(rng, (m, n), F32)
+
+    def scipy_sparse():
+        try:
+            import scipy.sparse as sp
+        except ImportError:
+            raise discover.Unavailable("scipy is not installed") from None
+        return sp
+
+    def make_forward(d, nt):
+        matmul = _K("matmul")
+        xb, w, _ = d
+        sp = scipy_sparse()
+        return {"pyblasnn": lambda: matmul(xb, w, n_threads=nt), "numpy": lambda: xb @ w,
+                "scipy": lambda: np.asarray(sp.csr_matrix(xb) @ w)}
+
+    def make_weight_grad(d, nt):
+        matmul = _K("matmul")
+        xb, _, dh = d
+        xt = xb.T
+        sp = scipy_sparse()
+        return {"pyblasnn": lambda: matmul(xt, dh, n_threads=nt), "numpy": lambda: xt @ dh,
+                "scipy": lambda: np.asarray(sp.csr_matrix(xt) @ dh)}
+    f = 2.0 * m * k * n
+    return [Case("matmul_mnist", f"x[idx]@({k},{n}) MNIST batch {m}", "float32", "matmul",
+                 setup, make_forward, size=m * k * n, flops=f, k=k, heavy=True,
+                 competitors=_SPARSE_COMPETITORS),
+            Case("matmul_mnist", f"x[idx].T@({m},{n}) MNIST batch {m}", "float32", "matmul",
+                 setup, make_weight_grad, size=m * k * n, flops=f, k=m, heavy=True,
+                 competitors=_SPARSE_COMPETITORS)]
+
+
+#: The zero-skipping rows also time scipy.sparse (CSR x dense), in a worker of its own.
+_SPARSE_COMPETITORS = ("pyblasnn", "numpy", "scipy")
+
+
 def numpy_softmax_cross_entropy(logits, labels, with_grad=True):
     """Plain NumPy sparse softmax cross-entropy: (mean loss, dlogits or None)."""
     n = logits.shape[0]
@@ -537,5 +589,6 @@ def _python_cases(sz):
 def all_cases(mode="full"):
     """Every Case of a mode, in table order."""
     sz = SIZES[mode]
-    return (_elementwise(sz) + _dots(sz) + _matmuls(sz) + _dense_cases(sz) + _softmax_cases(sz)
+    return (_elementwise(sz) + _dots(sz) + _matmuls(sz) + _dense_cases(sz)
+            + _mnist_sparse_cases(sz) + _softmax_cases(sz)
             + [_sgd_case(), book_case(sz["book_rounds"])] + _python_cases(sz))

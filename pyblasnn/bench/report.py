@@ -14,14 +14,14 @@ from .machine import describe
 from .._atomic import atomic_write
 
 NAMES = {"pyblasnn": "pyblasnn", "numpy": "NumPy", "python": "pure Python", "pytorch": "PyTorch",
-         "jax": "JAX"}
+         "jax": "JAX", "scipy": "scipy.sparse"}
 #: The epoch table's trainers, and those it gives ratios to (x NumPy, x PyTorch, x JAX).
 TRAINERS = ("pyblasnn", "numpy", "pytorch", "jax")
 EPOCH_REFERENCES = ("numpy", "pytorch", "jax")
 
 
 def derive(row):
-    """Add x_numpy, x_python and gflops to a row from its median times (an epoch row: for
+    """Add x_numpy, x_python, x_scipy and gflops to a row from its median times (an epoch row: for
     each trainer, x_numpy / x_pytorch / x_jax = that trainer's seconds / this one's)."""
     t = row.get("times") or {}
     med = {k: v["median_ms"] for k, v in t.items() if v.get("median_ms")}
@@ -36,6 +36,8 @@ def derive(row):
             row["x_numpy"] = med["numpy"] / pb
         if "python" in med:
             row["x_python"] = med["python"] / pb
+        if "scipy" in med:
+            row["x_scipy"] = med["scipy"] / pb
     if row.get("flops"):
         row["gflops"] = {k: row["flops"] / (v * 1e-3) / 1e9 for k, v in med.items()}
     return row
@@ -141,6 +143,16 @@ def scaling_table(result):
     return head, body
 
 
+def scipy_table(result):
+    """The rows that also time scipy.sparse (the zero-skipping path on MNIST batches)."""
+    head = ["kernel", "shape", "threads", "pyblasnn ms", "NumPy ms", "scipy.sparse ms",
+            "x NumPy", "x scipy.sparse"]
+    body = [[r["kernel"], r["shape"], str(r["threads"]), _cell(r, "pyblasnn"), _cell(r, "numpy"),
+             _cell(r, "scipy"), fmt_x(r.get("x_numpy")), fmt_x(r.get("x_scipy"))]
+            for r in kernel_rows(result) if "scipy" in (r.get("times") or {})]
+    return (head, body) if body else None
+
+
 def python_table(result):
     head = ["kernel", "shape", "dtype", "threads", "pure Python ms", "NumPy ms", "pyblasnn ms",
             "x pure Python", "x NumPy"]
@@ -233,6 +245,11 @@ def _document(result, markdown):
     if sc:
         parts.append(title("Thread scaling (median ms per thread count; speedup vs fewest threads)"))
         parts.append(_render(*sc, markdown))
+    sp = scipy_table(result)
+    if sp:
+        parts.append(title("Zero-skipping on real MNIST batches vs scipy.sparse (CSR built "
+                           "from the batch in every call; x = their time / pyblasnn's)"))
+        parts.append(_render(*sp, markdown))
     if kernel_rows(result, "pure_python"):
         parts.append(title("The book's pure-Python loops vs NumPy vs pyblasnn "
                            "(x pure Python = pure Python time / pyblasnn time)"))
