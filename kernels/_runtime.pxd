@@ -1,5 +1,7 @@
 # The kernels' thread policy and path counters (pbn_runtime.h). Cimporting this module
 # compiles the runtime's definitions into the importing extension module, once.
+from cpython.pycapsule cimport PyCapsule_GetPointer
+
 cdef extern from "pbn_runtime_impl.h":
     pass
 
@@ -31,6 +33,7 @@ cdef extern from "pbn_runtime.h" nogil:
     enum: PBN_LATE_US
     enum: PBN_SLACK_DIV
     enum: PBN_IDLE_US
+    enum: PBN_WAKE_US
     enum: PBN_SOLO_US
     enum: PBN_SOLO_MAX_SHIFT
     ctypedef struct pbn_region:
@@ -38,6 +41,7 @@ cdef extern from "pbn_runtime.h" nogil:
         unsigned long long id
         long long master_done_us
         long long late_us
+        long long allow_us
     int pbn_region_begin(pbn_region *r, int nt)
     void pbn_region_check(pbn_region *r)
     void pbn_region_done(pbn_region *r)
@@ -56,6 +60,9 @@ cdef extern from "pbn_runtime.h" nogil:
     const char *pbn_path_name(int path)
     void pbn_reset_counters()
     void pbn_runtime_init()
+    void *pbn_backoff_state()
+    int pbn_runnable_threads()
+    void pbn_share_backoff(void *state)
 
 
 cdef inline dict counters_of_module():
@@ -69,7 +76,13 @@ cdef inline dict counters_of_module():
 
 
 cdef inline dict backoff_of_module():
-    """This module's contention back-off state (pbn_runtime.h)."""
+    """The contention back-off state (the process's, pbn_runtime.h)."""
     return {"enabled": bool(pbn_backoff_enabled()),
             "contended_regions": pbn_contended_regions(),
             "backing_off": bool(pbn_backing_off())}
+
+
+cdef inline void share_backoff_of_process() except *:
+    """Adopt the threads module's back-off state (the process's one copy, pbn_runtime.h)."""
+    from pyblasnn._kernels import threads
+    pbn_share_backoff(PyCapsule_GetPointer(threads.backoff_capsule(), b"pyblasnn.backoff"))

@@ -15,7 +15,7 @@ from cython.parallel cimport prange
 
 from _isa cimport (init_isa_of_module, isa_of_module, pbn_reset_variants, set_isa_of_module,
                   simulate_cpu_of_module, variant_isas_of_module, variants_of_module)
-from _runtime cimport backoff_of_module, pbn_set_backoff
+from _runtime cimport backoff_of_module, pbn_set_backoff, share_backoff_of_process
 from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_RELU, PBN_PATH_RELU_BACKWARD,
                        PBN_PATH_BINARY_FLAT, PBN_PATH_BINARY_ROWS, PBN_PATH_MAXIMUM_MASK,
                        PBN_PATH_COLUMN_SUM, PBN_PATH_SCATTER_ADD, PBN_PATH_TAKE_ROWS,
@@ -25,6 +25,7 @@ from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_RELU, PBN_PATH_RELU_B
 
 cnp.import_array()
 pbn_runtime_init()
+share_backoff_of_process()
 init_isa_of_module()
 
 # Below this many elements a kernel runs on one thread: the cost of waking the OpenMP team

@@ -7,7 +7,7 @@ cimport numpy as cnp
 from libc.stdlib cimport free, malloc
 from cpython.pystate cimport PyThreadState
 from _lean cimport lean_threads, release_gil_if, restore_gil
-from _runtime cimport backoff_of_module, pbn_set_backoff
+from _runtime cimport backoff_of_module, pbn_set_backoff, share_backoff_of_process
 from _runtime cimport counters_of_module, pbn_reset_counters, pbn_runtime_init
 from _isa cimport (PBN_ISA_COUNT, init_isa_of_module, isa_code, isa_of_module, pbn_isa,
                   pbn_isa_best, pbn_isa_cpu_list, pbn_isa_env_check, pbn_isa_initial,
@@ -15,6 +15,7 @@ from _isa cimport (PBN_ISA_COUNT, init_isa_of_module, isa_code, isa_of_module, p
 
 cnp.import_array()
 pbn_runtime_init()
+share_backoff_of_process()
 
 cdef extern from "gemm/gemm.h" nogil:
     ctypedef Py_ssize_t pbn_int

@@ -17,13 +17,14 @@ from cython cimport floating
 from cython.parallel cimport prange
 from _isa cimport (init_isa_of_module, isa_of_module, pbn_reset_variants, set_isa_of_module,
                   simulate_cpu_of_module, variant_isas_of_module, variants_of_module)
-from _runtime cimport backoff_of_module, pbn_set_backoff
+from _runtime cimport backoff_of_module, pbn_set_backoff, share_backoff_of_process
 from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_SOFTMAX_XENT, PBN_PATH_XENT_PROBS,
                        PBN_PATH_SOFTMAX, PBN_PATH_SOFTMAX_BACKWARD, counters_of_module,
                        pbn_count, pbn_region, pbn_region_begin, pbn_region_check,
                        pbn_region_done, pbn_region_end, pbn_reset_counters, pbn_runtime_init, pbn_team)
 
 pbn_runtime_init()
+share_backoff_of_process()
 init_isa_of_module()
 
 # Below this many logits a parallel region costs more than it saves (one MLP minibatch of

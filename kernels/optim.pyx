@@ -21,7 +21,7 @@ from libc.math cimport isfinite
 from cpython.pystate cimport PyThreadState
 from _isa cimport (init_isa_of_module, isa_of_module, pbn_reset_variants, set_isa_of_module,
                   simulate_cpu_of_module, variant_isas_of_module, variants_of_module)
-from _runtime cimport backoff_of_module, pbn_set_backoff
+from _runtime cimport backoff_of_module, pbn_set_backoff, share_backoff_of_process
 from _runtime cimport (PBN_PARALLEL_MIN_ELEMENTS, PBN_PATH_OPTIM_UPDATE, counters_of_module,
                        pbn_count, pbn_region, pbn_region_begin, pbn_region_check,
                        pbn_region_done, pbn_region_end, pbn_reset_counters, pbn_runtime_init, pbn_team)
@@ -30,6 +30,7 @@ from _lean cimport (disjoint_contiguous, lean_threads, plain_array, release_gil_
 
 cnp.import_array()
 pbn_runtime_init()
+share_backoff_of_process()
 init_isa_of_module()
 
 # Below this many elements an update stays on one thread (the 512 x 10 kernel and every

@@ -28,8 +28,11 @@
  * the ordinary imbalance of a long region, a few hundred microseconds in a 100 ms product,
  * from counting); the kernels of this module then run on one thread for PBN_SOLO_US << k
  * microseconds (k = contended regions in a row, at most PBN_SOLO_MAX_SHIFT) and then try
- * the team again; an uncontended region resets k. The first region after the team sat
- * idle (PBN_IDLE_US; the module's first region too) is not measured: its members are
+ * the team again; an uncontended region lowers k by one. This state is the process's (one
+ * copy, shared by every kernel module): a region the GEMM finds contended sends the
+ * element-wise loops to one thread too, and one probe of the team serves them all. The first region after the team sat
+ * idle (PBN_IDLE_US; the process's first region too) is not measured, unless it ends a
+ * back-off (PBN_WAKE_US): its members are
  * asleep, not busy elsewhere. Results never change: every kernel splits its work into
  * output blocks whose values do not depend on the thread count, so 1 and N threads give
  * bitwise-identical results. A few clock reads per parallel region,
@@ -68,13 +71,21 @@
  * on a quiet machine too. Measured, a call after a 0.12 s pause marked 7 of 10 regions
  * contended and halved a 2-thread product's speed for the next second. */
 #define PBN_IDLE_US 1000
+/* Except after a back-off: the team slept because the kernels ran on one thread, and the
+ * region that tries it again is the probe that decides whether to go on backing off. It is
+ * measured, with PBN_WAKE_US more allowed for waking the team (about 50-100 us on a quiet
+ * 2-core VM; a descheduled member is a time slice late, milliseconds). Not measuring it
+ * made every probe two regions long: under a busy process, 2-thread epochs ran 12% over
+ * 1-thread ones. */
+#define PBN_WAKE_US 1000
 
 /* One parallel region's record, on the calling thread's stack. */
 typedef struct {
     long long t0_us;          /* start time (omp_get_wtime, us) */
-    unsigned long long id;    /* unique per region of this module */
+    unsigned long long id;    /* unique per measured region */
     long long master_done_us; /* when the calling thread finished its last work item */
     long long late_us;        /* how late the latest team member started */
+    long long allow_us;       /* extra lateness allowed (PBN_WAKE_US for a probe) */
 } pbn_region;
 
 typedef enum {
@@ -118,7 +129,7 @@ unsigned long long pbn_path_calls(int path);
 unsigned long long pbn_path_parallel(int path);
 const char *pbn_path_name(int path);
 void pbn_reset_counters(void);
-/* Team for a parallel region of nt threads: 1 while this module backs off after a
+/* Team for a parallel region of nt threads: 1 while the process backs off after a
  * contended region, else nt; starts the region's record. Call pbn_region_end after. */
 int pbn_region_begin(pbn_region *r, int nt);
 /* Inside the region, at the start of every work item (cheap after a thread's first). */
@@ -133,9 +144,19 @@ void pbn_region_end(pbn_region *r, int nt);
 int pbn_region_contended(long long late_us, long long wait_us, long long work_us);
 void pbn_set_backoff(int on);
 int pbn_backoff_enabled(void);
-/* Contended regions seen, and 1 while the module runs kernels on one thread because of one. */
+/* Contended regions seen, and 1 while the kernels run on one thread because of one. */
 unsigned long long pbn_contended_regions(void);
 int pbn_backing_off(void);
+/* Runnable threads on the machine now, the caller included (Linux: procs_running of
+ * /proc/stat), or -1 where the system does not tell. When a back-off period ends with more
+ * runnable threads than processors once the team would wake, the kernels back off again
+ * without probing the team (each probe of a busy team costs a time slice). */
+int pbn_runnable_threads(void);
+/* The back-off state this module uses (its own until pbn_share_backoff), and adopting
+ * another module's: the kernel modules adopt the threads module's when imported, so the
+ * process has one back-off state. */
+void *pbn_backoff_state(void);
+void pbn_share_backoff(void *state);
 /* Register the fork handler (idempotent); each module calls it when it is imported. */
 void pbn_runtime_init(void);
 #if defined(__GNUC__)

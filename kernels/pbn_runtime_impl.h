@@ -9,6 +9,11 @@
 #if !defined(_WIN32)
 #include <pthread.h>
 #endif
+#if defined(__linux__)
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#endif
 
 #if defined(__GNUC__)
 #pragma GCC visibility push(hidden)
@@ -62,33 +67,89 @@ void pbn_reset_counters(void)
 }
 
 /* ---- contention back-off (see pbn_runtime.h) ---- */
-static int pbn_rt_backoff_on = 1;
-static long long pbn_rt_solo_until_us = 0;   /* run on one thread before this time */
-static int pbn_rt_shift = 0;                 /* contended probes in a row, capped */
-static unsigned long long pbn_rt_region_ids = 0;
-static long long pbn_rt_team_end_us = 0;     /* when this module's last team region ended */
-static unsigned long long pbn_rt_contended = 0;
+/* The state is the process's, not the module's: contention is a property of the cores, and
+ * every module's parallel regions wake the same OpenMP pool. Each module starts with its
+ * own copy and, when imported, adopts the threads module's (pbn_share_backoff), so a
+ * contended region seen by the GEMM also sends the element-wise loops to one thread. */
+typedef struct {
+    int on;
+    int shift;                         /* contended probes in a row, capped */
+    long long solo_until_us;           /* run on one thread before this time */
+    long long team_end_us;             /* when the last team region ended */
+    unsigned long long region_ids;
+    unsigned long long contended;
+} pbn_backoff;
+static pbn_backoff pbn_rt_bo_own = {1, 0, 0, 0, 0, 0};
+static pbn_backoff *pbn_rt_bo = &pbn_rt_bo_own;
 #if defined(_WIN32) && defined(_MSC_VER)
 static __declspec(thread) unsigned long long pbn_rt_seen = 0;
 #else
 static __thread unsigned long long pbn_rt_seen = 0;  /* last region this thread checked */
 #endif
 
+void *pbn_backoff_state(void) { return pbn_rt_bo; }
+
+void pbn_share_backoff(void *state)
+{
+    if (state) pbn_rt_bo = (pbn_backoff *)state;
+}
+
 static long long pbn_rt_now_us(void) { return (long long)(omp_get_wtime() * 1e6); }
+
+/* Runnable threads on the machine now, the calling one included (Linux: procs_running of
+ * /proc/stat), or -1 where unknown. A few tens of microseconds: asked only when a back-off
+ * period ends, at most once per PBN_SOLO_US. */
+int pbn_runnable_threads(void)
+{
+#if defined(__linux__)
+    char buf[8192];
+    const int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    const ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    static const char key[] = "\nprocs_running ";
+    const char *p = strstr(buf, key);
+    return p ? atoi(p + sizeof key - 1) : -1;
+#else
+    return -1;
+#endif
+}
 
 int pbn_region_begin(pbn_region *r, int nt)
 {
+    pbn_backoff *bo = pbn_rt_bo;
     r->late_us = 0;
     r->id = 0;
     r->master_done_us = 0;
-    if (nt <= 1 || !__atomic_load_n(&pbn_rt_backoff_on, __ATOMIC_RELAXED)) return nt;
+    r->allow_us = 0;
+    if (nt <= 1 || !__atomic_load_n(&bo->on, __ATOMIC_RELAXED)) return nt;
     const long long now = pbn_rt_now_us();
-    if (now < __atomic_load_n(&pbn_rt_solo_until_us, __ATOMIC_RELAXED)) return 1;
+    const long long solo_until = __atomic_load_n(&bo->solo_until_us, __ATOMIC_RELAXED);
+    if (now < solo_until) return 1;
+    const int k = __atomic_load_n(&bo->shift, __ATOMIC_RELAXED);
+    if (k && solo_until) {
+        /* a back-off just ended: where the system tells, do not probe a team that cannot
+         * run (more runnable threads than processors once the team's other members wake);
+         * back off again, for the same period */
+        __atomic_store_n(&bo->solo_until_us, 0LL, __ATOMIC_RELAXED);
+        const int runnable = pbn_runnable_threads();
+        if (runnable > 0 && runnable - 1 + nt > omp_get_num_procs()) {
+            __atomic_store_n(&bo->solo_until_us, now + ((long long)PBN_SOLO_US << (k - 1)),
+                             __ATOMIC_RELAXED);
+            return 1;
+        }
+    }
     r->t0_us = now;
     /* the team has been idle long enough to have gone to sleep: waking it is slow, but it
-     * is not contention, so this region is not measured */
-    if (now - __atomic_load_n(&pbn_rt_team_end_us, __ATOMIC_RELAXED) > PBN_IDLE_US) return nt;
-    r->id = __atomic_add_fetch(&pbn_rt_region_ids, 1ULL, __ATOMIC_RELAXED);
+     * is not contention, so this region is not measured, unless it probes the team after a
+     * back-off (then with the wake-up allowed for) */
+    if (now - __atomic_load_n(&bo->team_end_us, __ATOMIC_RELAXED) > PBN_IDLE_US) {
+        if (!k) return nt;
+        r->allow_us = PBN_WAKE_US;
+    }
+    r->id = __atomic_add_fetch(&bo->region_ids, 1ULL, __ATOMIC_RELAXED);
     return nt;
 }
 
@@ -111,21 +172,22 @@ void pbn_region_done(pbn_region *r)
 
 void pbn_region_end(pbn_region *r, int nt)
 {
+    pbn_backoff *bo = pbn_rt_bo;
     if (nt <= 1) return;
     const long long now = pbn_rt_now_us();
-    __atomic_store_n(&pbn_rt_team_end_us, now, __ATOMIC_RELAXED);
+    __atomic_store_n(&bo->team_end_us, now, __ATOMIC_RELAXED);
     if (r->id == 0) return;                 /* not measured */
     const long long done = r->master_done_us ? r->master_done_us : now;
-    if (pbn_region_contended(__atomic_load_n(&r->late_us, __ATOMIC_RELAXED), now - done,
-                             done - r->t0_us)) {
-        int k = __atomic_load_n(&pbn_rt_shift, __ATOMIC_RELAXED);
-        __atomic_store_n(&pbn_rt_solo_until_us, now + ((long long)PBN_SOLO_US << k),
+    if (pbn_region_contended(__atomic_load_n(&r->late_us, __ATOMIC_RELAXED) - r->allow_us,
+                             now - done - r->allow_us, done - r->t0_us)) {
+        int k = __atomic_load_n(&bo->shift, __ATOMIC_RELAXED);
+        __atomic_store_n(&bo->solo_until_us, now + ((long long)PBN_SOLO_US << k),
                          __ATOMIC_RELAXED);
-        if (k < PBN_SOLO_MAX_SHIFT) __atomic_store_n(&pbn_rt_shift, k + 1, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&pbn_rt_contended, 1ULL, __ATOMIC_RELAXED);
+        if (k < PBN_SOLO_MAX_SHIFT) __atomic_store_n(&bo->shift, k + 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&bo->contended, 1ULL, __ATOMIC_RELAXED);
     } else {
-        const int k = __atomic_load_n(&pbn_rt_shift, __ATOMIC_RELAXED);
-        if (k) __atomic_store_n(&pbn_rt_shift, k - 1, __ATOMIC_RELAXED);
+        const int k = __atomic_load_n(&bo->shift, __ATOMIC_RELAXED);
+        if (k) __atomic_store_n(&bo->shift, k - 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -137,28 +199,29 @@ int pbn_region_contended(long long late_us, long long wait_us, long long work_us
 
 void pbn_set_backoff(int on)
 {
-    __atomic_store_n(&pbn_rt_backoff_on, on != 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&pbn_rt_solo_until_us, 0LL, __ATOMIC_RELAXED);
-    __atomic_store_n(&pbn_rt_shift, 0, __ATOMIC_RELAXED);
+    pbn_backoff *bo = pbn_rt_bo;
+    __atomic_store_n(&bo->on, on != 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&bo->solo_until_us, 0LL, __ATOMIC_RELAXED);
+    __atomic_store_n(&bo->shift, 0, __ATOMIC_RELAXED);
 }
 
-int pbn_backoff_enabled(void) { return __atomic_load_n(&pbn_rt_backoff_on, __ATOMIC_RELAXED); }
+int pbn_backoff_enabled(void) { return __atomic_load_n(&pbn_rt_bo->on, __ATOMIC_RELAXED); }
 
 unsigned long long pbn_contended_regions(void)
 {
-    return __atomic_load_n(&pbn_rt_contended, __ATOMIC_RELAXED);
+    return __atomic_load_n(&pbn_rt_bo->contended, __ATOMIC_RELAXED);
 }
 
 int pbn_backing_off(void)
 {
     return pbn_backoff_enabled()
-        && pbn_rt_now_us() < __atomic_load_n(&pbn_rt_solo_until_us, __ATOMIC_RELAXED);
+        && pbn_rt_now_us() < __atomic_load_n(&pbn_rt_bo->solo_until_us, __ATOMIC_RELAXED);
 }
 
 static void pbn_rt_read_env(void)
 {
     const char *v = getenv("PYBLASNN_THREAD_BACKOFF");
-    if (v && v[0] == '0' && v[1] == 0) pbn_rt_backoff_on = 0;
+    if (v && v[0] == '0' && v[1] == 0) pbn_rt_bo_own.on = 0;
 }
 
 #if !defined(_WIN32)

@@ -5,10 +5,12 @@ Going through the runtime (not a Python-side counter) is what makes ``OMP_NUM_TH
 ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` limit pyblasnn too.
 """
 from _openmp cimport PBN_HAVE_OPENMP, omp_get_max_threads, omp_get_num_procs, omp_set_num_threads
-from _runtime cimport PBN_IDLE_US, PBN_LATE_US, PBN_SLACK_DIV, PBN_SOLO_MAX_SHIFT, PBN_SOLO_US, pbn_region_contended
+from _runtime cimport PBN_IDLE_US, PBN_WAKE_US, PBN_LATE_US, PBN_SLACK_DIV, PBN_SOLO_MAX_SHIFT, PBN_SOLO_US, pbn_region_contended
 from _runtime cimport (PBN_MAX_THREADS, PBN_N_PATHS, PBN_PARALLEL_MIN_ELEMENTS,
                        counters_of_module, pbn_default_team, pbn_forked_child, pbn_path_name,
-                       pbn_reset_counters, pbn_runtime_init)
+                       pbn_reset_counters, pbn_runtime_init, pbn_backoff_state,
+                       pbn_runnable_threads)
+from cpython.pycapsule cimport PyCapsule_New
 
 pbn_runtime_init()
 
@@ -22,6 +24,8 @@ PARALLEL_MIN_ELEMENTS = PBN_PARALLEL_MIN_ELEMENTS
 LATE_US = PBN_LATE_US
 #: A region starting this long (us) after the team's last one is not measured (asleep).
 IDLE_US = PBN_IDLE_US
+#: ... unless it probes the team after a back-off: then measured, this much more allowed (us).
+WAKE_US = PBN_WAKE_US
 SLACK_DIV = PBN_SLACK_DIV
 SOLO_US = PBN_SOLO_US
 SOLO_MAX_SHIFT = PBN_SOLO_MAX_SHIFT
@@ -32,6 +36,17 @@ def region_contended(long long late_us, long long wait_us, long long work_us):
     late_us late, whose caller waited wait_us at its end after work_us of its own work,
     count as contended?"""
     return bool(pbn_region_contended(late_us, wait_us, work_us))
+
+
+def runnable_threads():
+    """Runnable threads on the machine now, the caller included, or -1 where unknown (the
+    back-off asks before it probes the team again)."""
+    return pbn_runnable_threads()
+
+
+def backoff_capsule():
+    """The process's contention back-off state, which the kernel modules adopt on import."""
+    return PyCapsule_New(pbn_backoff_state(), b"pyblasnn.backoff", NULL)
 
 
 def openmp_enabled():

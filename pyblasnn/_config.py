@@ -84,29 +84,28 @@ def reset_path_counters():
 
 
 def set_thread_backoff(on):
-    """Turn the contention back-off of every kernel module on (the default) or off.
+    """Turn the contention back-off of the kernels on (the default) or off.
 
     On: a parallel region whose team members started late or kept the caller waiting at its
     end, by more than the region's ordinary imbalance (another process, or another library's
-    thread pool, holds the cores) makes that
-    module's kernels run on one thread for a while (20 ms, doubling while it lasts, up to
-    1.3 s), then try the team again. Results are bitwise the same either way. Off: every
-    kernel uses the threads it is given. PYBLASNN_THREAD_BACKOFF=0 turns it off at import.
+    thread pool, holds the cores) makes every kernel run on one thread for a while (20 ms,
+    doubling while it lasts, up to 1.3 s), then try the team again. The state is the
+    process's: the kernel modules share it. Results are bitwise the same either way. Off:
+    every kernel uses the threads it is given. PYBLASNN_THREAD_BACKOFF=0 turns it off at
+    import.
     """
     if not isinstance(on, (bool, np.bool_)):
         raise TypeError(f"set_thread_backoff: on must be a bool, got {type(on).__name__}")
-    for mod in _kernel_modules():
-        mod.set_backoff(bool(on))
+    from ._kernels import linalg
+    linalg.set_backoff(bool(on))
 
 
 def thread_backoff():
-    """{"enabled", "contended_regions", "backing_off"} summed over the kernel modules:
-    whether the back-off is on, how many contended parallel regions it has seen, and
-    whether some module runs its kernels on one thread now because of one."""
-    states = [mod.backoff_state() for mod in _kernel_modules()]
-    return {"enabled": all(s["enabled"] for s in states),
-            "contended_regions": sum(s["contended_regions"] for s in states),
-            "backing_off": any(s["backing_off"] for s in states)}
+    """{"enabled", "contended_regions", "backing_off"}: whether the back-off is on, how many
+    contended parallel regions it has seen, and whether the kernels run on one thread now
+    because of one (one state for the process, shared by the kernel modules)."""
+    from ._kernels import linalg
+    return linalg.backoff_state()
 
 
 def set_isa(isa):
@@ -173,6 +172,7 @@ def kernel_constants():
         "late_us": _threads.LATE_US,
         "slack_div": _threads.SLACK_DIV,
         "idle_us": _threads.IDLE_US,
+        "wake_us": _threads.WAKE_US,
         "solo_us": _threads.SOLO_US,
         "solo_max_shift": _threads.SOLO_MAX_SHIFT,
     }
