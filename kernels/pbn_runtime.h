@@ -147,8 +147,8 @@ int pbn_backoff_enabled(void);
 /* Contended regions seen, and 1 while the kernels run on one thread because of one. */
 unsigned long long pbn_contended_regions(void);
 int pbn_backing_off(void);
-/* Runnable threads on the machine now, the caller included (Linux: procs_running of
- * /proc/stat), or -1 where the system does not tell. When a back-off period ends with more
+/* Runnable threads on the machine now, the caller included (Linux: /proc/loadavg's
+ * runnable count), or -1 where the system does not tell. When a back-off period ends with more
  * runnable threads than processors once the team would wake, the kernels back off again
  * without probing the team (each probe of a busy team costs a time slice). */
 int pbn_runnable_threads(void);

@@ -96,22 +96,26 @@ void pbn_share_backoff(void *state)
 
 static long long pbn_rt_now_us(void) { return (long long)(omp_get_wtime() * 1e6); }
 
-/* Runnable threads on the machine now, the calling one included (Linux: procs_running of
- * /proc/stat), or -1 where unknown. A few tens of microseconds: asked only when a back-off
- * period ends, at most once per PBN_SOLO_US. */
+/* Runnable threads on the machine now, the calling one included (Linux: the 4th field of
+ * /proc/loadavg, "runnable/total"), or -1 where unknown. A few microseconds: asked only
+ * when a back-off period ends, at most once per PBN_SOLO_US. */
 int pbn_runnable_threads(void)
 {
 #if defined(__linux__)
-    char buf[8192];
-    const int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    char buf[256];
+    const int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     const ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0) return -1;
     buf[n] = 0;
-    static const char key[] = "\nprocs_running ";
-    const char *p = strstr(buf, key);
-    return p ? atoi(p + sizeof key - 1) : -1;
+    const char *p = buf;                   /* "0.12 0.34 0.56 2/345 6789" */
+    for (int field = 0; field < 3; field++) {
+        p = strchr(p, ' ');
+        if (!p) return -1;
+        p++;
+    }
+    return (*p >= '0' && *p <= '9') ? atoi(p) : -1;
 #else
     return -1;
 #endif
