@@ -26,17 +26,19 @@
  * late, or an end-of-region wait, by more than PBN_LATE_US plus 1/PBN_SLACK_DIV of the
  * caller's own work time marks the region contended (pbn_region_contended; the slack keeps
  * the ordinary imbalance of a long region, a few hundred microseconds in a 100 ms product,
- * from counting); the kernels of this module then run on one thread for PBN_SOLO_US << k
- * microseconds (k = contended regions in a row, at most PBN_SOLO_MAX_SHIFT) and then try
- * the team again; an uncontended region lowers k by one. This state is the process's (one
- * copy, shared by every kernel module): a region the GEMM finds contended sends the
- * element-wise loops to one thread too, and one probe of the team serves them all. The first region after the team sat
- * idle (PBN_IDLE_US; the process's first region too) is not measured, unless it ends a
- * back-off (PBN_WAKE_US): its members are
- * asleep, not busy elsewhere. Results never change: every kernel splits its work into
+ * from counting); every kernel then runs on one thread for PBN_SOLO_US << k microseconds
+ * (k = contended regions in a row, at most PBN_SOLO_MAX_SHIFT) and then tries the team
+ * again; an uncontended region lowers k by one. When a back-off period ends and the system
+ * reports more runnable threads than processors (pbn_runnable_threads), the kernels back
+ * off again without trying the team. This state is the process's (one copy, shared by
+ * every kernel module): a region the GEMM finds contended sends the element-wise loops to
+ * one thread too, and one probe of the team serves them all. The first region after the
+ * team sat idle (PBN_IDLE_US; the process's first region too) is not measured, its members
+ * being asleep, not busy elsewhere, unless it is the probe that ends a back-off (then
+ * PBN_WAKE_US more is allowed). Results never change: every kernel splits its work into
  * output blocks whose values do not depend on the thread count, so 1 and N threads give
- * bitwise-identical results. A few clock reads per parallel region,
- * none on one thread. PYBLASNN_THREAD_BACKOFF=0 in the environment (read at import) or
+ * bitwise-identical results. A few clock reads per parallel region, none on one thread.
+ * PYBLASNN_THREAD_BACKOFF=0 in the environment (read at import) or
  * pbn_set_backoff(0) turns it off.
  */
 #ifndef PBN_RUNTIME_H
@@ -65,7 +67,7 @@
 #define PBN_SLACK_DIV 8
 #define PBN_SOLO_US 20000
 #define PBN_SOLO_MAX_SHIFT 6
-/* A region that starts more than PBN_IDLE_US after the module's last team region ended is
+/* A region that starts more than PBN_IDLE_US after the last team region ended is
  * not measured: the pool threads have stopped spinning and sleep (pyblasnn's default
  * GOMP_SPINCOUNT spins about a millisecond), and waking them takes longer than PBN_LATE_US
  * on a quiet machine too. Measured, a call after a 0.12 s pause marked 7 of 10 regions
