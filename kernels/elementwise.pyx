@@ -290,7 +290,7 @@ cdef void binary_kernel(BinaryOp op, int ndim,
                         floating *z,               # OUT C-contiguous, prod(shape) elements
                         int n_threads) noexcept nogil:
     """z := x op y with numpy broadcasting (broadcast axes have stride 0)"""
-    cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r, n_spans = (inner + SPAN - 1) // SPAN
+    cdef Py_ssize_t inner = shape[ndim - 1], n_rows = 1, r, t, n_spans = (inner + SPAN - 1) // SPAN
     cdef int d, nt
     for d in range(ndim - 1):
         n_rows *= shape[d]
@@ -308,10 +308,11 @@ cdef void binary_kernel(BinaryOp op, int ndim,
                        y + r * SPAN * ys[ndim - 1], ys[ndim - 1],
                        z + r * SPAN, min(SPAN, inner - r * SPAN))
             pbn_region_done(&reg)
-    else:
-        for r in prange(n_rows, schedule="static", num_threads=nt):
+    else:  # one block of whole rows per thread: the row loop's set-up is paid once per thread
+        for t in prange(nt, schedule="static", num_threads=nt):
             pbn_region_check(&reg)
-            binary_rows(op, ndim, shape, x, xs, y, ys, z, r, r + 1)
+            binary_rows(op, ndim, shape, x, xs, y, ys, z, n_rows * t // nt,
+                        n_rows * (t + 1) // nt)
             pbn_region_done(&reg)
     pbn_region_end(&reg, nt)
 
