@@ -61,7 +61,6 @@ cdef extern from "pbn_runtime.h" nogil:
     void pbn_reset_counters()
     void pbn_runtime_init()
     void *pbn_backoff_state()
-    int pbn_runnable_threads()
     void pbn_share_backoff(void *state)
 
 

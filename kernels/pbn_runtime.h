@@ -28,9 +28,7 @@
  * the ordinary imbalance of a long region, a few hundred microseconds in a 100 ms product,
  * from counting); every kernel then runs on one thread for PBN_SOLO_US << k microseconds
  * (k = contended regions in a row, at most PBN_SOLO_MAX_SHIFT) and then tries the team
- * again; an uncontended region lowers k by one. When a back-off period ends and the system
- * reports more runnable threads than processors (pbn_runnable_threads), the kernels back
- * off again without trying the team. This state is the process's (one copy, shared by
+ * again; an uncontended region lowers k by one. This state is the process's (one copy, shared by
  * every kernel module): a region the GEMM finds contended sends the element-wise loops to
  * one thread too, and one probe of the team serves them all. The first region after the
  * team sat idle (PBN_IDLE_US; the process's first region too) is not measured, its members
@@ -149,11 +147,6 @@ int pbn_backoff_enabled(void);
 /* Contended regions seen, and 1 while the kernels run on one thread because of one. */
 unsigned long long pbn_contended_regions(void);
 int pbn_backing_off(void);
-/* Runnable threads on the machine now, the caller included (Linux: /proc/loadavg's
- * runnable count), or -1 where the system does not tell. When a back-off period ends with more
- * runnable threads than processors once the team would wake, the kernels back off again
- * without probing the team (each probe of a busy team costs a time slice). */
-int pbn_runnable_threads(void);
 /* The back-off state this module uses (its own until pbn_share_backoff), and adopting
  * another module's: the kernel modules adopt the threads module's when imported, so the
  * process has one back-off state. */

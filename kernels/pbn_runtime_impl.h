@@ -9,11 +9,6 @@
 #if !defined(_WIN32)
 #include <pthread.h>
 #endif
-#if defined(__linux__)
-#include <fcntl.h>
-#include <string.h>
-#include <unistd.h>
-#endif
 
 #if defined(__GNUC__)
 #pragma GCC visibility push(hidden)
@@ -96,31 +91,6 @@ void pbn_share_backoff(void *state)
 
 static long long pbn_rt_now_us(void) { return (long long)(omp_get_wtime() * 1e6); }
 
-/* Runnable threads on the machine now, the calling one included (Linux: the 4th field of
- * /proc/loadavg, "runnable/total"), or -1 where unknown. A few microseconds: asked only
- * when a back-off period ends, at most once per PBN_SOLO_US. */
-int pbn_runnable_threads(void)
-{
-#if defined(__linux__)
-    char buf[256];
-    const int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    const ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    const char *p = buf;                   /* "0.12 0.34 0.56 2/345 6789" */
-    for (int field = 0; field < 3; field++) {
-        p = strchr(p, ' ');
-        if (!p) return -1;
-        p++;
-    }
-    return (*p >= '0' && *p <= '9') ? atoi(p) : -1;
-#else
-    return -1;
-#endif
-}
-
 int pbn_region_begin(pbn_region *r, int nt)
 {
     pbn_backoff *bo = pbn_rt_bo;
@@ -130,27 +100,13 @@ int pbn_region_begin(pbn_region *r, int nt)
     r->allow_us = 0;
     if (nt <= 1 || !__atomic_load_n(&bo->on, __ATOMIC_RELAXED)) return nt;
     const long long now = pbn_rt_now_us();
-    const long long solo_until = __atomic_load_n(&bo->solo_until_us, __ATOMIC_RELAXED);
-    if (now < solo_until) return 1;
-    const int k = __atomic_load_n(&bo->shift, __ATOMIC_RELAXED);
-    if (k && solo_until) {
-        /* a back-off just ended: where the system tells, do not probe a team that cannot
-         * run (more runnable threads than processors once the team's other members wake);
-         * back off again, for the same period */
-        __atomic_store_n(&bo->solo_until_us, 0LL, __ATOMIC_RELAXED);
-        const int runnable = pbn_runnable_threads();
-        if (runnable > 0 && runnable - 1 + nt > omp_get_num_procs()) {
-            __atomic_store_n(&bo->solo_until_us, now + ((long long)PBN_SOLO_US << (k - 1)),
-                             __ATOMIC_RELAXED);
-            return 1;
-        }
-    }
+    if (now < __atomic_load_n(&bo->solo_until_us, __ATOMIC_RELAXED)) return 1;
     r->t0_us = now;
     /* the team has been idle long enough to have gone to sleep: waking it is slow, but it
      * is not contention, so this region is not measured, unless it probes the team after a
      * back-off (then with the wake-up allowed for) */
     if (now - __atomic_load_n(&bo->team_end_us, __ATOMIC_RELAXED) > PBN_IDLE_US) {
-        if (!k) return nt;
+        if (!__atomic_load_n(&bo->shift, __ATOMIC_RELAXED)) return nt;
         r->allow_us = PBN_WAKE_US;
     }
     r->id = __atomic_add_fetch(&bo->region_ids, 1ULL, __ATOMIC_RELAXED);

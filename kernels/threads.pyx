@@ -8,8 +8,7 @@ from _openmp cimport PBN_HAVE_OPENMP, omp_get_max_threads, omp_get_num_procs, om
 from _runtime cimport PBN_IDLE_US, PBN_WAKE_US, PBN_LATE_US, PBN_SLACK_DIV, PBN_SOLO_MAX_SHIFT, PBN_SOLO_US, pbn_region_contended
 from _runtime cimport (PBN_MAX_THREADS, PBN_N_PATHS, PBN_PARALLEL_MIN_ELEMENTS,
                        counters_of_module, pbn_default_team, pbn_forked_child, pbn_path_name,
-                       pbn_reset_counters, pbn_runtime_init, pbn_backoff_state,
-                       pbn_runnable_threads)
+                       pbn_reset_counters, pbn_runtime_init, pbn_backoff_state)
 from cpython.pycapsule cimport PyCapsule_New
 
 pbn_runtime_init()
@@ -36,12 +35,6 @@ def region_contended(long long late_us, long long wait_us, long long work_us):
     late_us late, whose caller waited wait_us at its end after work_us of its own work,
     count as contended?"""
     return bool(pbn_region_contended(late_us, wait_us, work_us))
-
-
-def runnable_threads():
-    """Runnable threads on the machine now, the caller included, or -1 where unknown (the
-    back-off asks before it probes the team again)."""
-    return pbn_runnable_threads()
 
 
 def backoff_capsule():
