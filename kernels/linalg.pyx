@@ -177,12 +177,14 @@ def reset_path_counters():
 
 
 def backoff_state():
-    """{enabled, contended_regions, backing_off}: this module's contention back-off."""
+    """{enabled, contended_regions, backing_off}: the contention back-off (one state for the
+    process, shared by every kernel module)."""
     return backoff_of_module()
 
 
 def set_backoff(bint on):
-    """Turn this module's contention back-off on or off (and forget its history)."""
+    """Turn the contention back-off on or off for every kernel module (one shared state),
+    forgetting its history."""
     pbn_set_backoff(on)
 
 
