@@ -39,6 +39,17 @@ cdef extern from "gemm/gemm.h" nogil:
                               const double *B, const pbn_int *b_off, pbn_int rsb, pbn_int csb,
                               double *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc,
                               int n_threads)
+    ctypedef struct pbn_sgd_step_f32:
+        float *w
+        pbn_int rsw
+        float *v
+        pbn_int rsv
+        float lr
+        float momentum
+        int nesterov
+    int pbn_gemm_sgd_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
+                         pbn_int csa, const float *B, pbn_int rsb, pbn_int csb,
+                         const pbn_sgd_step_f32 *step, int n_threads)
     const char *pbn_gemm_kernel_name()
     void pbn_gemm_force_portable(int force)
     unsigned long pbn_gemm_sparse_products()
@@ -86,6 +97,35 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate=False,
         with nogil:
             pbn_gemm_f64(m, n, k, <double *>pa, rsa, csa, prows, <double *>pb, rsb, csb,
                          <double *>pc, rsc, csc, accumulate, <double *>pbias, relu, n_threads)
+
+
+def gemm_sgd(cnp.ndarray a, cnp.ndarray b, cnp.ndarray w, cnp.ndarray v, double learning_rate,
+             double momentum, bint nesterov, int n_threads=1):
+    """W (and V) := one SGD step from G = A @ B without storing G (pbn_gemm_sgd_f32); True
+    when done, False when the product does not qualify (nothing written).
+
+    a: (m, k), b: (k, n) float32, any strides; w, v: (m, n) float32 with unit column stride
+    (v None: plain SGD), overlapping nothing. The hyperparameters are rounded to float32,
+    as the optimizer loops round them.
+    """
+    cdef pbn_sgd_step_f32 step
+    cdef pbn_int m = cnp.PyArray_DIM(w, 0), n = cnp.PyArray_DIM(w, 1)
+    cdef pbn_int k = cnp.PyArray_DIM(a, 1)
+    cdef pbn_int rsa = elem_stride(a, 0), csa = elem_stride(a, 1)
+    cdef pbn_int rsb = elem_stride(b, 0), csb = elem_stride(b, 1)
+    cdef const float *pa = <const float *>cnp.PyArray_DATA(a)
+    cdef const float *pb = <const float *>cnp.PyArray_DATA(b)
+    cdef int done
+    step.w = <float *>cnp.PyArray_DATA(w)
+    step.rsw = elem_stride(w, 0)
+    step.v = NULL if v is None else <float *>cnp.PyArray_DATA(v)
+    step.rsv = 0 if v is None else elem_stride(v, 0)
+    step.lr = <float>learning_rate
+    step.momentum = <float>momentum
+    step.nesterov = nesterov
+    with nogil:
+        done = pbn_gemm_sgd_f32(m, n, k, pa, rsa, csa, pb, rsb, csb, &step, n_threads)
+    return done != 0
 
 
 def gemm_batched(cnp.ndarray a, cnp.ndarray a_off, cnp.ndarray b, cnp.ndarray b_off,

@@ -190,7 +190,7 @@ void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
                      accumulate, bias, relu, n_threads))
         return;  /* one row or one column of C: the matrix-vector path (gemv.c) */
     if (pbn_sparse_gemm_f32(m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
-                            accumulate, bias, relu, n_threads))
+                            accumulate, bias, relu, NULL, n_threads))
         return;  /* A mostly zeros (an MNIST batch): skip them (gemm_sparse.c) */
     if (pbn_dot_gemm_f32(m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                          accumulate, bias, relu, n_threads))
@@ -198,6 +198,15 @@ void pbn_gemm_f32(pbn_int m, pbn_int n, pbn_int k,
     args_f32 g = { m, n, k, A, rsa, csa, a_rows, B, rsb, csb, C, rsc, csc,
                    accumulate, bias, relu };
     gemm_f32(&g, n_threads);
+}
+
+int pbn_gemm_sgd_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
+                     pbn_int csa, const float *B, pbn_int rsb, pbn_int csb,
+                     const pbn_sgd_step_f32 *step, int n_threads)
+{
+    if (m < 2 || n < 2) return 0;   /* the matrix-vector path's shapes: never zero-skipping */
+    return pbn_sparse_gemm_f32(m, n, k, A, rsa, csa, NULL, B, rsb, csb, NULL, 0, 1, 0, NULL, 0,
+                               step, pbn_team(n_threads));
 }
 
 void pbn_gemm_f64(pbn_int m, pbn_int n, pbn_int k,

@@ -48,6 +48,28 @@ void pbn_gemm_batched_f64(pbn_int batch, pbn_int m, pbn_int n, pbn_int k,
                           double *C, const pbn_int *c_off, pbn_int rsc, pbn_int csc,
                           int n_threads);
 
+/* One optimizer step fused into a product (gemm_sparse.c): G = A @ B (m x n, A and B as in
+ * pbn_gemm_f32, no row gather) is not stored; each element g of it updates W, and V when
+ * given, in place with the arithmetic of the optimizer loops (kernels/optim_spans_tpl.h):
+ *   v NULL:    w := w - lr g
+ *   momentum:  v := m v - lr g;  w := w + v       (nesterov: w := w + (m v - lr g))
+ * W and V are m x n with unit column stride, row strides rsw / rsv, and overlap nothing
+ * else. G is the zero-skipping product's, so this is taken only where that path is: it
+ * returns 1 when done and 0, having written nothing, when the product does not qualify
+ * (A not sparse enough, B not finite, no SIMD, ...); the caller then computes G with
+ * pbn_gemm_f32 and runs the optimizer loop, and gets the same bits. The sparse GEMM's
+ * write of G (m n floats) and the optimizer's read of it are saved. */
+typedef struct {
+    float *w; pbn_int rsw;
+    float *v; pbn_int rsv;            /* NULL: plain SGD */
+    float lr, momentum;
+    int nesterov;
+} pbn_sgd_step_f32;
+
+int pbn_gemm_sgd_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
+                     pbn_int csa, const float *B, pbn_int rsb, pbn_int csb,
+                     const pbn_sgd_step_f32 *step, int n_threads);
+
 /* Name of the micro-kernel path in use (the ISA of gemm_runtime.h), e.g. "avx512 12x32 f32 /
  * 12x16 f64", "avx2+fma 6x16 f32 / 6x8 f64" or "portable". */
 const char *pbn_gemm_kernel_name(void);

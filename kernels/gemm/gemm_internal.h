@@ -108,11 +108,14 @@ pbn_tiny_f64 pbn_tiny_kernel_f64(pbn_int n);
 
 /* Zero-skipping float32 product for a mostly-zero A (gemm_sparse.c): same arguments and
  * result as pbn_gemm_f32 (up to summation order); returns 0 and does nothing when A is not
- * sparse enough, B has a non-finite value, or the shape / CPU does not qualify. */
+ * sparse enough, B has a non-finite value, or the shape / CPU does not qualify. With a
+ * step (pbn_gemm_sgd_f32), C is not written: the step's update is applied instead
+ * (accumulate, bias and relu must then be off). */
 int pbn_sparse_gemm_f32(pbn_int m, pbn_int n, pbn_int k, const float *A, pbn_int rsa,
                         pbn_int csa, const pbn_int *a_rows, const float *B, pbn_int rsb,
                         pbn_int csb, float *C, pbn_int rsc, pbn_int csc, int accumulate,
-                        const float *bias, int relu, int n_threads);
+                        const float *bias, int relu, const pbn_sgd_step_f32 *step,
+                        int n_threads);
 
 /* Small-n float32 product, dot products along k (gemm_dot.c): same arguments and result
  * as pbn_gemm_f32; returns 0 and does nothing when the shape / CPU does not qualify or

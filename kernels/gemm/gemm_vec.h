@@ -4,7 +4,8 @@
  * and include this file; it defines
  *   ISA (name suffix: avx2 / avx512), VEC_TARGET (the functions' target attribute), T, SUF
  *   (f32 / f64), VT (vector type), W (lanes), VZERO(), VLOADU(p), VSTOREU(p, v), VBCAST(p)
- *   (broadcast *p), VSET1(x) (broadcast a value), VFMA(a, b, c) = a*b+c, VADD(a, b),
+ *   (broadcast *p), VSET1(x) (broadcast a value), VFMA(a, b, c) = a*b+c, VADD(a, b), VSUB(a, b),
+ *   VMUL(a, b) (each rounded once: the build never contracts them into an FMA),
  *   VMAX(a, b) (b when either is NaN: max(0, x) keeps a NaN x, as numpy does), VMASK_T,
  *   VMASK(n) (lanes < n set; any n), VMASKLOAD(p, m) (reads no lane outside m, the others
  *   are 0), VMASKSTORE(p, m, v) (writes no lane outside m).
@@ -36,6 +37,8 @@
 #define VSET1(x) _mm256_set1_ps(x)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VADD(a, b) _mm256_add_ps(a, b)
+#define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
 #define VMAX(a, b) _mm256_max_ps(a, b)
 #define VMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VMASKLOAD(p, m) _mm256_maskload_ps(p, m)
@@ -52,6 +55,8 @@
 #define VSET1(x) _mm256_set1_pd(x)
 #define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
 #define VADD(a, b) _mm256_add_pd(a, b)
+#define VSUB(a, b) _mm256_sub_pd(a, b)
+#define VMUL(a, b) _mm256_mul_pd(a, b)
 #define VMAX(a, b) _mm256_max_pd(a, b)
 #define VMASK(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
 #define VMASKLOAD(p, m) _mm256_maskload_pd(p, m)
@@ -69,6 +74,8 @@
 #define VSET1(x) _mm512_set1_ps(x)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VADD(a, b) _mm512_add_ps(a, b)
+#define VSUB(a, b) _mm512_sub_ps(a, b)
+#define VMUL(a, b) _mm512_mul_ps(a, b)
 #define VMAX(a, b) _mm512_max_ps(a, b)
 #define VMASK(n) ((n) >= 16 ? (__mmask16)0xFFFF : (n) <= 0 ? (__mmask16)0 : (__mmask16)((1u << (n)) - 1))
 #define VMASKLOAD(p, m) _mm512_maskz_loadu_ps(m, p)
@@ -86,6 +93,8 @@
 #define VSET1(x) _mm512_set1_pd(x)
 #define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
 #define VADD(a, b) _mm512_add_pd(a, b)
+#define VSUB(a, b) _mm512_sub_pd(a, b)
+#define VMUL(a, b) _mm512_mul_pd(a, b)
 #define VMAX(a, b) _mm512_max_pd(a, b)
 #define VMASK(n) ((n) >= 8 ? (__mmask8)0xFF : (n) <= 0 ? (__mmask8)0 : (__mmask8)((1u << (n)) - 1))
 #define VMASKLOAD(p, m) _mm512_maskz_loadu_pd(m, p)

@@ -18,6 +18,8 @@
 #undef VSET1
 #undef VFMA
 #undef VADD
+#undef VSUB
+#undef VMUL
 #undef VMAX
 #undef VMASK
 #undef VMASKLOAD
