@@ -1,4 +1,5 @@
-"""Fused training kernels: softmax + cross-entropy and the optimizer updates.
+"""Fused training kernels: softmax + cross-entropy and the optimizer updates (alone, or fed
+by the product that makes the gradient: ``matmul_sgd_update``).
 
 Each function validates its input (``pyblasnn/_validation.py``), allocates missing outputs,
 then makes one call into the compiled kernel (``kernels/loss.pyx``, ``kernels/optim.pyx``),
@@ -14,12 +15,13 @@ read of the gradient is copied first.
 import numpy as np
 
 from . import _validation as _v
+from ._kernels import linalg as _la
 from ._kernels import loss as _loss
 from ._kernels import optim as _optim
 
 __all__ = [
     "sparse_softmax_cross_entropy", "sparse_cross_entropy", "softmax", "softmax_backward",
-    "sgd_update", "sgd_momentum_update", "rmsprop_update",
+    "sgd_update", "sgd_momentum_update", "rmsprop_update", "matmul_sgd_update",
 ]
 
 
@@ -195,3 +197,66 @@ def rmsprop_update(param, accumulator, grad, learning_rate, rho, epsilon, moment
         state["momentum_buffer"] = momentum_buffer
     p, g, a, *mom = _v.check_param_and_state(op, param, grad, **state)
     _optim.rmsprop(p, a, mom[0] if mom else None, g, lr, rho, m, eps, _threads(op, n_threads))
+
+
+def _product_operand(op, name, x, dtype):
+    """A 2-D float operand of the product, any strides (copied only when its strides are not
+    whole elements or it is misaligned)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype != dtype:
+        raise TypeError(f"{op}: {name} must have param's dtype {dtype}, got {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{op}: {name} must be 2-D, got shape {x.shape}")
+    if not x.flags.aligned or any(s % x.itemsize for s in x.strides):
+        x = np.ascontiguousarray(x)
+    return x
+
+
+def matmul_sgd_update(a, b, param, learning_rate, momentum=0.0, velocity=None, nesterov=False,
+                      grad=None, n_threads=None):
+    """One SGD step on ``param`` whose gradient is ``a @ b``; returns True when fused.
+
+    The result is bit for bit ``sgd_update(param, a @ b, lr)`` (momentum 0, ``velocity``
+    unused) or ``sgd_momentum_update(param, velocity, a @ b, lr, momentum, nesterov)``.
+    a: (m, k), b: (k, n), any strides (``x.T`` for a layer's input x); param, velocity and
+    grad: (m, n) C-contiguous, of a's dtype. Where the product takes the zero-skipping path
+    (float32, ``a`` mostly zeros: the first layer's ``x.T @ dh`` on MNIST), the gradient is
+    never stored: each tile of it updates param (and velocity) while it is in registers,
+    which saves writing and re-reading m * n floats. Otherwise ``a @ b`` is computed into
+    ``grad`` (a new array when None) and the update runs on it. After a fused step ``grad``
+    is left as it was.
+    """
+    op = "matmul_sgd_update"
+    lr = _v.check_positive_float(op, "learning_rate", learning_rate, allow_zero=True)
+    m = _v.check_unit_interval(op, "momentum", momentum)
+    if m > 0 and velocity is None:
+        raise ValueError(f"{op}: momentum={m} > 0 needs a velocity")
+    state = {"velocity": velocity} if m > 0 else {}
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"{op}: param must be a numpy.ndarray, got {type(param).__name__}")
+    if grad is None:
+        grad = np.empty_like(param, order="C")
+    _v.check_param_and_state(op, param, grad, **state)
+    a, b = (_product_operand(op, name, x, param.dtype) for name, x in (("a", a), ("b", b)))
+    if param.ndim != 2 or a.shape[1] != b.shape[0] or param.shape != (a.shape[0], b.shape[1]):
+        raise ValueError(f"{op}: a {a.shape} @ b {b.shape} does not give param's shape "
+                         f"{param.shape}")
+    arrays = {"a": a, "b": b, "param": param, "grad": grad, **state}
+    written = ("param", "grad", *state)
+    pairs = [(w, r) for w in written for r in ("a", "b")] + [("grad", s) for s in ("param", *state)]
+    for first, second in pairs:
+        if np.shares_memory(arrays[first], arrays[second]):
+            raise ValueError(f"{op}: {first} and {second} overlap in memory ({first} is written "
+                             f"while {second} is still needed)")
+    nt = _threads(op, n_threads)
+    if param.dtype == np.float32 and _la.gemm_sgd(a, b, param, state.get("velocity"), lr, m,
+                                                  bool(nesterov), nt):
+        return True
+    _la.gemm(a, b, grad, False, None, False, None, nt)
+    if m > 0:
+        _optim.sgd_momentum(param.reshape(-1), state["velocity"].reshape(-1), grad.reshape(-1),
+                            lr, m, bool(nesterov), nt)
+    else:
+        _optim.sgd(param.reshape(-1), grad.reshape(-1), lr, nt)
+    return False

@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _validation as _v
+from . import ops
 from .autodiff import rules
 
 __all__ = ["Layer", "Dense", "Flatten", "Dropout", "Input", "get", "get_initializer"]
@@ -374,6 +375,19 @@ class Dense(Layer):
         return rules.dense_vjp(dy, saved, (dx is not None, True, True),
                                out=(dx, self.dkernel, self.dbias))[0]
 
+    def backward_factored(self, dy: np.ndarray, x: np.ndarray,
+                          y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``backward(dy, x, y, None)`` but for the kernel's gradient, which is returned as a
+        product instead, for an optimizer to fuse with its update: (kernel, a, b) with
+        dkernel = a @ b = x.T @ dL/d(pre-activation). dbias is filled."""
+        return self._factored(dy, x, y, self.activation)
+
+    def _factored(self, dy, x, y, activation):
+        g = rules.dense_pre_activation_grad(dy, activation, y)
+        if self.use_bias:
+            ops.sum_to_shape(g, (self.units,), out=self.dbias)
+        return self.kernel, x.T, g
+
     def split_activation(self) -> tuple[Any, Optional[str]]:
         if self.activation in (None, "linear"):
             return self, None
@@ -398,6 +412,10 @@ class _DenseLogits:
     def backward(self, dy: np.ndarray, x: np.ndarray, y: np.ndarray,
                  dx: Optional[np.ndarray]) -> Optional[np.ndarray]:
         return self.layer._vjp(dy, x, y, dx, None)
+
+    def backward_factored(self, dy: np.ndarray, x: np.ndarray,
+                          y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.layer._factored(dy, x, y, None)
 
 
 class Flatten(Layer):

@@ -151,6 +151,10 @@ class Sequential(Trainer):
 
     @property
     def gradients(self) -> list[np.ndarray]:
+        """Every gradient buffer, in ``weights``' order: the last ``train_on_batch`` step's
+        gradients. (``fit`` hands the first Dense layer's kernel gradient to the optimizer
+        as a product, which SGD takes without storing it: that buffer is not kept current
+        by fit.)"""
         return [g for layer in self.layers for g in layer.gradients]
 
     def get_weights(self) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import numpy as np
 
 from . import _validation as _v
-from . import fused
+from . import fused, ops
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "get"]
 
@@ -61,15 +61,34 @@ class Optimizer:
         """Update parameter ``p`` (the i-th) in place from its gradient ``g``."""
         raise NotImplementedError(f"{type(self).__name__}._update")
 
-    def apply(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
-        """Update each params[i] in place from grads[i]."""
+    def _update_from_product(self, i: int, p: np.ndarray, a: np.ndarray, b: np.ndarray,
+                             workspace: np.ndarray) -> None:
+        """Update ``p`` (the i-th) from the gradient ``a @ b``, computed into ``workspace``.
+        An optimizer whose update the kernels can fuse with that product overrides this."""
+        ops.matmul(a, b, out=workspace)
+        self._update(i, p, workspace)
+
+    def apply(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
+              product: Optional[tuple[int, np.ndarray, np.ndarray]] = None) -> None:
+        """Update each params[i] in place from grads[i].
+
+        ``product`` = (i, a, b): the gradient of params[i] is ``a @ b``, not computed yet;
+        grads[i] is its workspace. The step is the same as with the product in grads[i]
+        (bit for bit), but where the kernels can (SGD on a zero-skipping product) the
+        gradient is never stored.
+        """
         if len(params) != len(grads):
             raise ValueError(f"{type(self).__name__}.apply: {len(params)} params but "
                              f"{len(grads)} grads")
         self._check_built(params)
         self._prepare_step()
+        fused_i = -1 if product is None else product[0]
         for i, (p, g) in enumerate(zip(params, grads)):
-            self._update(i, p, g)
+            if i == fused_i:
+                assert product is not None
+                self._update_from_product(i, p, product[1], product[2], g)
+            else:
+                self._update(i, p, g)
         self.iterations += 1
 
     # -- apply_gradients: Keras / TensorFlow pairs -------------------------------------------
@@ -214,6 +233,11 @@ class SGD(Optimizer):
                                       self.momentum, self.nesterov)
         else:
             fused.sgd_update(p, g, self.learning_rate)
+
+    def _update_from_product(self, i, p, a, b, workspace):
+        velocity = self._state["velocity"][i] if self.momentum > 0 else None
+        fused.matmul_sgd_update(a, b, p, self.learning_rate, self.momentum, velocity,
+                                self.nesterov, grad=workspace)
 
 
 class RMSprop(Optimizer):

@@ -121,6 +121,7 @@ class Trainer:
     optimizer = loss = None
     metrics = ()
     compiled = False
+    _factored_first = False
 
     # -- compile: the one place fusion is decided -------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
@@ -148,6 +149,8 @@ class Trainer:
                 steps[-1] = pre
                 on_logits = True
         self._steps, self._loss_on_logits = steps, on_logits
+        # the first layer's kernel gradient goes to the optimizer as a product (_train_step)
+        self._factored_first = bool(steps) and hasattr(steps[0], "backward_factored")
 
     def _layers_changed(self):
         self._reset_workspaces()
@@ -264,32 +267,47 @@ class Trainer:
             a = outs[i] = step.forward(a, acts[i], training)
         return a
 
-    def _train_step(self, x, labels, ws, deferral=_NO_DEFERRAL, stop_on_nan=False):
+    def _train_step(self, x, labels, ws, deferral=_NO_DEFERRAL, stop_on_nan=False,
+                    factored=False):
         """Forward, (fused) loss + its gradient, backward, optimizer update. (loss, correct).
 
         The update runs inside ``deferral`` (a SIGINT then waits for its end). With
         ``stop_on_nan`` a nan / inf loss returns before the backward pass: nothing updated.
+        ``factored`` (fit, when compile planned it): the first layer hands its kernel
+        gradient over as a product (``backward_factored``: x.T @ dh), that layer's backward
+        runs inside the deferral too and the optimizer takes the product itself: SGD then
+        updates the kernel from each tile of the zero-skipping product (MNIST's x.T @ dh)
+        without storing the gradient, with the same bits as the unfused step. (That
+        gradient buffer is then left unwritten; train_on_batch always writes it.)
         """
-        loss, correct, done = self._backprop(x, labels, ws, stop_on_nan)
-        if done:
+        factored = factored and self._factored_first
+        loss, correct, g = self._backprop(x, labels, ws, stop_on_nan, first=not factored)
+        if g is not None:
             with deferral:
-                self.optimizer.apply(self._params, self._grads)
+                product = None
+                if factored:
+                    kernel, a, b = self._steps[0].backward_factored(g, x, ws.outs[0])
+                    product = (self._param_index[id(kernel)], a, b)
+                self.optimizer.apply(self._params, self._grads, product)
         return loss, correct
 
-    def _backprop(self, x, labels, ws, stop_on_nan=False):
-        """Forward, loss, backward into the gradient buffers: (loss, correct, done); done is
-        False when ``stop_on_nan`` stopped before the backward pass (nan / inf loss)."""
+    def _backprop(self, x, labels, ws, stop_on_nan=False, first=True):
+        """Forward, loss, backward into the gradient buffers: (loss, correct, g); g is None
+        when ``stop_on_nan`` stopped before the backward pass (nan / inf loss), else the
+        gradient the first step's backward takes. ``first=False``: stop before that
+        backward (the caller runs it)."""
         out = self._forward(x, ws, True)
         grads, outs, steps = ws.grads, ws.outs, self._steps
         loss, correct = self.loss.compute(out, labels, grad_out=grads[-1], row_loss=ws.row_loss,
                                           logits=self._loss_on_logits)
         if stop_on_nan and not math.isfinite(loss):
-            return loss, correct, False
+            return loss, correct, None
         g = grads[-1]
         for i in range(len(steps) - 1, 0, -1):
             g = steps[i].backward(g, outs[i - 1], outs[i], grads[i - 1])
-        steps[0].backward(g, x, outs[0], None)
-        return loss, correct, True
+        if first:
+            steps[0].backward(g, x, outs[0], None)
+        return loss, correct, g
 
     def _gather(self, x, labels, order, start, stop, x_rows=None):
         """(x, labels, workspace) of samples order[start:stop] (start:stop when order is None).
@@ -309,7 +327,7 @@ class Trainer:
                    stop_on_nan=False):
         """One step of fit on samples order[start:stop] (or start:stop when order is None)."""
         xb, yb, ws = self._gather(x, labels, order, start, stop, x_rows)
-        return self._train_step(xb, yb, ws, deferral, stop_on_nan)
+        return self._train_step(xb, yb, ws, deferral, stop_on_nan, factored=True)
 
     def _fit_shard(self, reducer, x, labels, order, start, stop, x_rows=None,
                    deferral=_NO_DEFERRAL, stop_on_nan=False):
@@ -320,8 +338,8 @@ class Trainer:
         loss, correct, grads = 0.0, 0, None
         if hi > lo:
             xb, yb, ws = self._gather(x, labels, order, lo, hi, x_rows)
-            loss, correct, done = self._backprop(xb, yb, ws, stop_on_nan)
-            grads = self._grads if done else None
+            loss, correct, g = self._backprop(xb, yb, ws, stop_on_nan)
+            grads = self._grads if g is not None else None
         summed, loss, correct = reducer.reduce(grads, loss, correct, hi - lo, stop - start)
         if not (stop_on_nan and not math.isfinite(loss)):
             with deferral:
@@ -332,6 +350,7 @@ class Trainer:
         if not self.built:
             self.build((None, *x.shape[1:]), rng=rng)
         self._params, self._grads = self.weights, self.gradients
+        self._param_index = {id(p): i for i, p in enumerate(self._params)}
 
     def train_on_batch(self, x, y, return_dict=False):
         """One optimizer step on (x, y); returns [loss, accuracy...] like Keras.

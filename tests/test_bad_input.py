@@ -315,6 +315,8 @@ from pyblasnn import autodiff as ad  # noqa: E402
 from pyblasnn import fused  # noqa: E402
 
 _logits = np.ones((4, 3), np.float32)
+_a4, _b3 = np.zeros((4, 5), np.float32), np.ones((5, 3), np.float32)   # matmul_sgd_update
+_w43, _v43, _w33 = (np.zeros(s, np.float32) for s in ((4, 3), (4, 3), (3, 3)))
 _labels = np.array([0, 1, 2, 0])
 _w5 = np.ones(5)
 
@@ -352,6 +354,26 @@ FUSED_BAD = [
      ValueError, "rmsprop_update: accumulator shape (4,) != param shape (5,)"),
     ("rmsprop_update", fused.rmsprop_update, (_w5, np.zeros(5), np.ones(5), 0.1, 0.9, -1.0), {},
      ValueError, "rmsprop_update: epsilon must be > 0, got -1.0"),
+    *[("matmul_sgd_update", fused.matmul_sgd_update, args, kwargs, exc,
+       f"matmul_sgd_update: {fragment}") for args, kwargs, exc, fragment in [
+        ((_a4, _b3, _w43, 0.1, 0.9), {}, ValueError, "momentum=0.9 > 0 needs a velocity"),
+        ((_a4, _b3, _w43, -1.0), {}, ValueError, "learning_rate must be >= 0, got -1.0"),
+        ((_a4, _b3, _w43, 0.1, 1.5, _v43), {}, ValueError, "momentum must be in [0, 1)"),
+        ((_a4.tolist(), _b3, _w43, 0.1), {}, TypeError, "a must be a numpy.ndarray, got list"),
+        ((_a4, _b3.astype(np.float64), _w43, 0.1), {}, TypeError,
+         "b must have param's dtype float32, got float64"),
+        ((_a4[0], _b3, _w43, 0.1), {}, ValueError, "a must be 2-D, got shape (5,)"),
+        ((_a4, _b3, np.zeros((4, 2), np.float32), 0.1), {}, ValueError,
+         "a (4, 5) @ b (5, 3) does not give param's shape (4, 2)"),
+        ((_a4, _b3, np.zeros((3, 4), np.float32).T, 0.1), {}, ValueError,
+         "param must be C-contiguous"),
+        ((_a4, _b3, [[0.0]], 0.1), {}, TypeError, "param must be a numpy.ndarray, got list"),
+        ((_a4, _b3, _w43, 0.1, 0.9, _v43[:2]), {}, ValueError,
+         "velocity shape (2, 3) != param shape (4, 3)"),
+        ((_a4[:3, :3], _w33, _w33, 0.1), {}, ValueError, "param and b overlap in memory"),
+        ((_a4, _b3, _w43, 0.1), {"grad": _w43}, ValueError, "grad and param overlap in memory"),
+        ((_a4, _b3, _w43, 0.1, 0.9, _w43), {}, ValueError, "param and velocity overlap"),
+    ]],
 ]
 
 

@@ -734,6 +734,39 @@ def test_optimizer_updates_match_numpy(rule, arrays, data):
         assert np.all(err <= bound), (name, got, expected)
 
 
+@_covers("fused.matmul_sgd_update")
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov"])
+@_settings(60)
+@given(data=st.data())
+def test_matmul_sgd_update_is_the_unfused_step(rule, data):
+    """Bit for bit ops.matmul then the update loop, whether the zero-skipping product fused
+    the step (float32, a mostly zeros, n >= 32) or not; a drawn as given or as a transpose."""
+    draw = data.draw
+    dtype = draw(DTYPES)
+    m, k = draw(st.integers(1, 40)), draw(st.integers(1, 50))
+    n = draw(st.sampled_from([1, 5, 32, 33, 64, 70, 130]))
+    density = draw(st.sampled_from([0.0, 0.1, 0.3, 1.0]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    transposed = draw(st.booleans())
+    a = rng.standard_normal((k, m) if transposed else (m, k)).astype(dtype)
+    a[rng.random(a.shape) >= density] = 0.0
+    a = a.T if transposed else a
+    b = rng.standard_normal((k, n)).astype(dtype)
+    w = rng.standard_normal((m, n)).astype(dtype)
+    momentum = 0.0 if rule == "sgd" else draw(st.sampled_from([0.5, 0.9]))
+    v = rng.standard_normal((m, n)).astype(dtype) if momentum else None
+    lr = draw(st.sampled_from([0.0, 1e-3, 0.1]))
+    want_w, want_v = w.copy(), None if v is None else v.copy()
+    g = ops.matmul(a, b)
+    if momentum:
+        fused.sgd_momentum_update(want_w, want_v, g, lr, momentum, nesterov=rule == "nesterov")
+    else:
+        fused.sgd_update(want_w, g, lr)
+    fused.matmul_sgd_update(a, b, w, lr, momentum, v, nesterov=rule == "nesterov")
+    assert np.array_equal(w.view(np.uint8), want_w.view(np.uint8))
+    assert v is None or np.array_equal(v.view(np.uint8), want_v.view(np.uint8))
+
+
 def test_every_public_kernel_has_a_property_test():
     public = set(ops.__all__) | {f"fused.{name}" for name in fused.__all__}
     assert COVERED == public, f"without a property test: {sorted(public - COVERED)}"

@@ -123,6 +123,9 @@ def _kernel_calls():
     p = fused.softmax(z)
     param, grad = rng.standard_normal(300), rng.standard_normal(300)
     velocity, acc, mom = np.zeros(300), np.zeros(300), np.zeros(300)
+    xs = rng.standard_normal((64, 40)).astype(np.float32)     # mostly zeros: the fused path
+    xs[rng.random(xs.shape) < 0.85] = 0.0
+    dh, w1, v1 = (rng.standard_normal(s).astype(np.float32) for s in ((64, 48), (40, 48), (40, 48)))
     return {
         "relu": lambda: ops.relu(x), "relu_backward": lambda: ops.relu_backward(y, x),
         "add": lambda: ops.add(x, row), "subtract": lambda: ops.subtract(x, y[::-1]),
@@ -149,6 +152,10 @@ def _kernel_calls():
             lambda: fused.sgd_momentum_update(param, velocity, grad, 1e-9, 0.9),
         "fused.rmsprop_update": lambda: fused.rmsprop_update(param, acc, grad, 1e-9, 0.9, 1e-7,
                                                              momentum=0.5, momentum_buffer=mom),
+        "fused.matmul_sgd_update":
+            lambda: fused.matmul_sgd_update(xs.T, dh, w1, 1e-9, 0.9, v1),
+        "fused.matmul_sgd_update[unfused]": lambda: fused.matmul_sgd_update(x.T, y, x.T @ y,
+                                                                            1e-9),
     }
 
 

@@ -290,16 +290,22 @@ def dense_vjp(g, saved, needs, out=None, x=None, pre_activation_grad=False):
     """
     x_saved, kernel, y, activation, has_bias = saved
     x = x_saved if x is None else x
-    if not pre_activation_grad and activation not in (None, "linear"):
-        g = activation_vjp(activation, g, y if activation != "softmax" else (y, -1),
-                           out=g if g.flags.writeable and g.flags.c_contiguous else None)
-    g = _dense_g(g)
+    g = dense_pre_activation_grad(g, activation, y, pre_activation_grad)
     dkernel = ops.matmul(x.T, g, out=_out(out, 1)) if needs[1] else None
     dbias = None
     if has_bias and needs[2]:
         dbias = ops.sum_to_shape(g, (kernel.shape[1],), out=_out(out, 2))
     dx = ops.matmul(g, kernel.T, out=_out(out, 0)) if needs[0] else None
     return dx, dkernel, dbias
+
+
+def dense_pre_activation_grad(g, activation, y, pre_activation_grad=False):
+    """dL/d(x @ kernel + bias) from g = dL/dy of y = act(x @ kernel + bias) (in g's memory
+    when g is writeable and contiguous); ``pre_activation_grad``: g already is that."""
+    if not pre_activation_grad and activation not in (None, "linear"):
+        g = activation_vjp(activation, g, y if activation != "softmax" else (y, -1),
+                           out=g if g.flags.writeable and g.flags.c_contiguous else None)
+    return _dense_g(g)
 
 
 def _dense_rule_forward(x, kernel, bias=None, activation=None):
