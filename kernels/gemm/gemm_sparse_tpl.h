@@ -8,10 +8,10 @@
  * what the product waits on). Every C element is
  *   acc := +0;  acc := fma(A[i, p], B[p, j], acc) over the group's list in p order
  * then the epilogue x := (accumulate ? C + acc : acc); x += bias[j]; x := max(0, x).
- * The listed zeros of row i add exactly nothing (B is finite, and acc, starting from +0,
- * is only ever -0 after a product that underflows to -0), so this is the sum over row i's
- * own nonzeros; the lists depend on m and A only, so every vector width, ISA and thread
- * count gives the same bits. */
+ * A listed zero of row i adds exactly nothing (B is finite), with one exception: an acc
+ * of -0 (only after a product that underflowed to -0) becomes +0. So this is the sum over
+ * row i's own nonzeros up to the sign of such a zero; the lists depend on m and A only, so
+ * every vector width, ISA and thread count gives the same bits. */
 
 #define SFN(name) PBN_CAT(name, ISA)
 
